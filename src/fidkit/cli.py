@@ -1,0 +1,151 @@
+"""``fidkit`` command line: parses arguments, calls the API, prints.
+
+Exit status: 0 success, 2 bad input or usage, 3 incomparable statistics,
+4 weights unavailable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+import warnings
+
+from . import __version__
+from .api import compute_stats, fid
+from .cache import named_stats_path
+from .errors import BadInputError, FidkitError, FidkitWarning, IncomparableStatsError, WeightsUnavailableError
+from .preprocess import MODES
+
+EXIT_CODES = {BadInputError: 2, IncomparableStatsError: 3, WeightsUnavailableError: 4}
+
+
+def _value_range(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LO,HI such as 0,1 or -1,1; got {text!r}") from None
+    return lo, hi
+
+
+def _positive(text: str) -> int:
+    v = int(text)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {v}")
+    return v
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--mode", choices=sorted(MODES), default=None,
+                   help="preprocessing: tf (default; the reference TF graph's resize), clean (clean-fid), "
+                        "pytorch (pytorch-fid). Defaults to the mode recorded in given statistics.")
+    p.add_argument("--weights", metavar="PATH", help="Inception weight file (else $FIDKIT_INCEPTION_WEIGHTS, "
+                                                   "the cache, or a download)")
+    p.add_argument("--batch-size", type=_positive, default=32, help="images per network batch (default 32)")
+    p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--workers", type=_positive, default=None, help="decoding threads (default: min(4, cores))")
+    p.add_argument("--limit", type=_positive, default=None, metavar="N", help="use only the first N images")
+    p.add_argument("--value-range", type=_value_range, default=None, metavar="LO,HI",
+                   help="value range of float image arrays (0,1 or -1,1 or 0,255)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no warnings on stderr")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fidkit", description="FID and friends for generative models.")
+    parser.add_argument("--version", action="version", version=f"fidkit {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("fid", help="Fréchet Inception Distance between two sources",
+                       description="Each SOURCE is a folder of images, a .zip/.tar of images, a .npz/.npy "
+                                   "(uint8 NHWC images, N x d features, or mu/sigma statistics), a statistics "
+                                   "file from 'fidkit stats', or a name saved with 'fidkit stats --name'.")
+    p.add_argument("a", metavar="REAL")
+    p.add_argument("b", metavar="FAKE")
+    _common(p)
+    p.add_argument("--force", action="store_true", help="compare statistics even if their provenance differs")
+    p.add_argument("--log", metavar="FILE", help="append one JSON line per run to FILE")
+
+    p = sub.add_parser("stats", help="precompute reference statistics of a source")
+    p.add_argument("source", metavar="SOURCE")
+    p.add_argument("-o", "--output", metavar="FILE.npz", help="where to write the statistics")
+    p.add_argument("--name", help="save in the cache under NAME, usable later in place of a path")
+    _common(p)
+    return parser
+
+
+def _options(args) -> dict:
+    return dict(mode=args.mode, weights=args.weights, device=args.device, batch_size=args.batch_size,
+                workers=args.workers, limit=args.limit, value_range=args.value_range,
+                progress=not args.quiet and sys.stderr.isatty())
+
+
+def _run_fid(args) -> int:
+    result = fid(args.a, args.b, force=args.force, **_options(args))
+    record = result.to_dict()
+    if args.log:
+        line = dict(record, time=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                    argv=sys.argv[1:])
+        # One write of one line in append mode: concurrent runs never interleave
+        # within a line, and earlier lines are never rewritten.
+        with open(args.log, "a", encoding="utf-8") as f:
+            f.write(json.dumps(line) + "\n")
+    if args.json:
+        print(json.dumps(record))
+    else:
+        print(f"FID: {result.fid:.6f}")
+        print(f"  real: {result.a} (N={_n(result.n_a)})")
+        print(f"  fake: {result.b} (N={_n(result.n_b)})")
+        sha = record["weights_sha256"]
+        print(f"  mode: {result.mode}  layer: {record['layer']}  extractor: {record['extractor']}"
+              f"  weights: {sha[:12] + '…' if sha else None}  device: {result.device}")
+    _print_warnings(result.warnings, args.quiet)
+    return 0
+
+
+def _run_stats(args) -> int:
+    if not args.output and not args.name:
+        raise BadInputError("give -o FILE.npz and/or --name NAME for the statistics")
+    targets = [p for p in (args.output, named_stats_path(args.name) if args.name else None) if p]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", FidkitWarning)
+        stats = compute_stats(args.source, **_options(args))
+    for t in targets:
+        stats.save(t)
+    if args.json:
+        print(json.dumps({"n": stats.n, "dim": stats.dim, "written": [str(t) for t in targets],
+                          "provenance": stats.provenance.to_dict()}))
+    else:
+        print(f"statistics of {args.source}: N={_n(stats.n)}, d={stats.dim}, mode={stats.provenance.mode}")
+        for t in targets:
+            print(f"  written to {t}")
+    _print_warnings([str(w.message) for w in caught if issubclass(w.category, FidkitWarning)], args.quiet)
+    return 0
+
+
+def _n(n) -> str:
+    return "unknown" if n is None else str(n)
+
+
+def _print_warnings(messages: list[str], quiet: bool) -> None:
+    if not quiet:
+        for m in messages:
+            print(f"warning: {m}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    warnings.simplefilter("ignore", FidkitWarning)  # printed by us, once, with the result
+    try:
+        return {"fid": _run_fid, "stats": _run_stats}[args.command](args)
+    except FidkitError as e:
+        print(f"fidkit: error: {e}", file=sys.stderr)
+        return next((code for cls, code in EXIT_CODES.items() if isinstance(e, cls)), 1)
+    except KeyboardInterrupt:
+        print("fidkit: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""Decoding image files into uint8 RGB arrays, with every conversion named.
+
+The anchors call ``PIL.Image.convert("RGB")`` and stop there.  That is right
+for 8-bit grayscale, palette and CMYK images, but it silently clips 16-bit
+images to 255 (nearly white) and drops alpha without a word.  Here 16-bit data
+is scaled to 8 bits, and each conversion is reported as a tag so that the
+caller can warn once per source instead of once per file.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .errors import BadInputError
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".pbm"})
+JPEG_SUFFIXES = frozenset({".jpg", ".jpeg"})
+
+#: Conversion tags and how they are explained to the user.
+TAG_TEXT = {
+    "alpha": "had an alpha channel, which was dropped (composite onto a background yourself if that matters)",
+    "gray": "were grayscale and were repeated to 3 channels",
+    "palette": "were palette images and were expanded to RGB",
+    "16bit": "had 16-bit samples, which were scaled to 8 bits (v * 255 / 65535, rounded)",
+    "cmyk": "were CMYK and were converted to RGB with PIL's conversion",
+    "other": "had an unusual mode and were converted to RGB with PIL",
+    "jpeg": "are JPEG-compressed: lossy compression alone moves FID (by ~20 in clean-fid's study); "
+            "save generated samples losslessly (PNG) and compare against references processed the same way",
+    "range_looks_255": "were declared as floats in [0, 1] or [-1, 1] but hold values above 2: they look like "
+                       "[0, 255] data, and were clipped (declare value_range=(0, 255) if so)",
+    "range_looks_pm1": "were declared as [0, 1] but hold values below 0: they look like [-1, 1] data "
+                       "(declare value_range=(-1, 1) if so)",
+    "range_looks_01": "were declared as [-1, 1] but hold no negative value: they look like [0, 1] data "
+                      "(declare value_range=(0, 1) if so)",
+    "range_looks_01_as_255": "were declared as [0, 255] but all values are at most 1: they look like [0, 1] data",
+    "range_clipped": "had values outside the declared range, which were clipped",
+}
+
+
+def decode_image(data: bytes, name: str) -> tuple[np.ndarray, frozenset[str]]:
+    """Decode an encoded image to ``H x W x 3`` uint8; return it with its conversion tags."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            return to_rgb_uint8(im, name)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise BadInputError(f"{name}: cannot read image ({e})") from e
+
+
+def to_rgb_uint8(im: Image.Image, name: str) -> tuple[np.ndarray, frozenset[str]]:
+    tags = set()
+    if im.format == "JPEG" or im.format == "MPO":
+        tags.add("jpeg")
+    mode = im.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        # 16-bit grayscale (PIL opens 16-bit PNG/TIFF as I;16, some readers as I).
+        a = np.asarray(im, dtype=np.int64)
+        if a.min(initial=0) < 0 or a.max(initial=0) > 65535:
+            raise BadInputError(f"{name}: 32-bit integer image with values outside 0..65535 is not supported")
+        gray8 = ((a * 255 + 32767) // 65535).astype(np.uint8)
+        tags.update(("16bit", "gray"))
+        return np.repeat(gray8[:, :, None], 3, axis=2), frozenset(tags)
+    if mode == "F":
+        raise BadInputError(f"{name}: floating-point images are not supported; convert to 8-bit first")
+    if mode == "RGB":
+        pass
+    elif mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in im.info):
+        tags.add("alpha")
+        if mode in ("P", "PA"):
+            tags.add("palette")
+        im = im.convert("RGBA").convert("RGB") if mode != "RGBA" else im.convert("RGB")
+    elif mode in ("L", "1"):
+        tags.add("gray")
+        im = im.convert("RGB")
+    elif mode == "P":
+        tags.add("palette")
+        im = im.convert("RGB")
+    elif mode == "CMYK":
+        tags.add("cmyk")
+        im = im.convert("RGB")
+    else:
+        tags.add("other")
+        im = im.convert("RGB")
+    arr = np.asarray(im, dtype=np.uint8)
+    if arr.ndim != 3 or arr.shape[2] != 3:
+        raise BadInputError(f"{name}: decoded to shape {arr.shape}, expected H x W x 3")
+    return arr, frozenset(tags)
+
+
+def array_to_rgb_uint8(a: np.ndarray, name: str) -> tuple[np.ndarray, frozenset[str]]:
+    """An ``H x W x C`` uint8 array (C = 1, 3 or 4) to ``H x W x 3``."""
+    if a.ndim == 2:
+        a = a[:, :, None]
+    if a.ndim != 3 or a.shape[2] not in (1, 3, 4):
+        raise BadInputError(f"{name}: image of shape {a.shape}; expected H x W x C with C in 1, 3, 4")
+    if a.shape[2] == 3:
+        return a, frozenset()
+    if a.shape[2] == 1:
+        return np.repeat(a, 3, axis=2), frozenset({"gray"})
+    return a[:, :, :3], frozenset({"alpha"})

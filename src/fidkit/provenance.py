@@ -1,0 +1,102 @@
+"""Where a set of statistics came from.
+
+Two statistics are comparable only if the same network (and weights), the same
+layer and the same preprocessing produced them.  That rule lives here and only
+here: everything that stores or compares statistics goes through
+:class:`Provenance`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+from .errors import IncomparableStatsError
+
+#: The fields that decide comparability, with the words used in messages.
+_COMPARED = {
+    "extractor": "feature extractor",
+    "weights_sha256": "network weights (sha256)",
+    "layer": "layer",
+    "mode": "preprocessing mode",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Provenance:
+    """How statistics were computed.
+
+    ``extractor``, ``weights_sha256``, ``layer`` and ``mode`` decide whether two
+    statistics are comparable.  ``source`` and ``fidkit_version`` are
+    informational.  ``known=False`` marks statistics read from a file that carries
+    no provenance (e.g. a pytorch-fid or ADM ``.npz`` with only ``mu``/``sigma``).
+    """
+
+    extractor: str | None = None
+    weights_sha256: str | None = None
+    layer: str | None = None
+    mode: str | None = None
+    source: str | None = None
+    fidkit_version: str | None = None
+    known: bool = True
+
+    @classmethod
+    def unknown(cls, source: str | None = None) -> "Provenance":
+        return cls(source=source, known=False)
+
+    def differences(self, other: "Provenance") -> list[str]:
+        """Human-readable list of the compared fields that differ."""
+        out = []
+        for field, words in _COMPARED.items():
+            mine, theirs = getattr(self, field), getattr(other, field)
+            if mine != theirs:
+                out.append(f"{words}: {mine!r} vs {theirs!r}")
+        return out
+
+    def check_comparable(self, other: "Provenance", *, force: bool = False) -> list[str]:
+        """Raise :class:`IncomparableStatsError` unless comparable.
+
+        Returns warnings (e.g. when one side has no provenance, or when ``force``
+        overrode a difference).
+        """
+        notes = []
+        for p in (self, other):
+            if not p.known:
+                notes.append(
+                    f"statistics from {p.source or 'a file'} carry no provenance: fidkit cannot check that "
+                    "they were computed with the same network, weights, layer and preprocessing; "
+                    "the result is only meaningful if they were"
+                )
+        if self.known and other.known:
+            diffs = self.differences(other)
+            if diffs:
+                msg = (
+                    f"statistics are not comparable ({self.source or 'first'} vs {other.source or 'second'}): "
+                    + "; ".join(diffs)
+                )
+                if not force:
+                    raise IncomparableStatsError(
+                        msg + ". Recompute one side with matching settings, or pass force=True (--force) "
+                        "to compare anyway."
+                    )
+                notes.append(msg + " (compared anyway because of force)")
+        return notes
+
+    def with_source(self, source: str | None) -> "Provenance":
+        return dataclasses.replace(self, source=source)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Provenance":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Provenance":
+        return cls.from_dict(json.loads(text))

@@ -1,0 +1,399 @@
+"""Sources: where images (or ready-made statistics, or features) come from.
+
+``open_source`` turns whatever the user passed into one of three things:
+
+* an :class:`ImageSource`: yields loaders (zero-argument callables returning a
+  uint8 ``H x W x 3`` array and its conversion tags) so that decoding runs in
+  worker threads, and never holds more than the batches in flight;
+* a :class:`StatsSource`: statistics read from a file (fidkit's own, or any
+  ``.npz`` with ``mu``/``sigma``);
+* a :class:`FeaturesSource`: a 2-D array of precomputed features.
+
+Paths: a folder (searched recursively, sorted), ``.zip``, ``.tar``/``.tar.gz``,
+``.npy``/``.npz`` (4-D uint8 NHWC = images as in ADM's batches, 2-D = features,
+``mu``/``sigma`` = statistics), or the name of statistics saved in the cache.
+In memory: ``torch.Tensor`` (NCHW), ``numpy.ndarray`` (NHWC), an iterable of
+such batches, or :class:`~fidkit.stats.FeatureStats`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tarfile
+import threading
+import zipfile
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+import torch
+
+from . import cache
+from .errors import BadInputError
+from .images import IMAGE_SUFFIXES, JPEG_SUFFIXES, array_to_rgb_uint8, decode_image
+from .provenance import Provenance
+from .stats import FeatureStats
+
+Loaded = tuple[np.ndarray, frozenset]
+Loader = Callable[[], Loaded]
+
+#: How float inputs are declared: the pixel values that mean black and white.
+VALUE_RANGES = {(0, 1), (-1, 1), (0, 255)}
+
+
+@dataclasses.dataclass
+class ImageSource:
+    description: str
+    count: int | None
+    items: Callable[[], Iterator[tuple[str, Loader]]]
+
+
+@dataclasses.dataclass
+class StatsSource:
+    description: str
+    stats: FeatureStats
+
+
+@dataclasses.dataclass
+class FeaturesSource:
+    description: str
+    features: np.ndarray  # may be a memory map
+
+    @property
+    def provenance(self) -> Provenance:
+        # Precomputed features are comparable with other precomputed features
+        # (the user vouches for their origin), never with network features.
+        return Provenance(extractor="features", source=self.description)
+
+    def stats(self) -> FeatureStats:
+        out = FeatureStats.empty(self.features.shape[1], self.provenance)
+        for i in range(0, self.features.shape[0], 4096):
+            out.update(np.asarray(self.features[i:i + 4096], dtype=np.float64))
+        return out
+
+
+Source = ImageSource | StatsSource | FeaturesSource
+
+
+def open_source(spec, *, value_range: tuple[float, float] | None = None, limit: int | None = None) -> Source:
+    if limit is not None and limit < 1:
+        raise BadInputError(f"limit must be at least 1, got {limit}")
+    if isinstance(spec, FeatureStats):
+        return StatsSource(spec.provenance.source or "statistics", spec)
+    if isinstance(spec, (str, os.PathLike)):
+        return _open_path(Path(spec), str(spec), value_range, limit)
+    if isinstance(spec, (torch.Tensor, np.ndarray)):
+        return _array_images([spec], _describe_array(spec), value_range, limit, count=len(spec))
+    if isinstance(spec, Iterable):
+        return _array_images(spec, "batches", value_range, limit, count=None)
+    raise BadInputError(f"cannot use {type(spec).__name__} as a source: pass a path, a tensor, an array, "
+                        "an iterable of batches, or FeatureStats")
+
+
+def _describe_array(a) -> str:
+    return f"{type(a).__module__.split('.')[0]} array {tuple(a.shape)} {str(a.dtype).replace('torch.', '')}"
+
+
+# --- paths ------------------------------------------------------------------------
+
+def _open_path(path: Path, text: str, value_range, limit) -> Source:
+    if not path.exists():
+        if cache.is_stats_name(text):
+            named = cache.named_stats_path(text)
+            if named.is_file():
+                return StatsSource(f"{text} ({named})", FeatureStats.load(named))
+            names = cache.list_named_stats()
+            hint = f"; saved names: {', '.join(names)}" if names else ""
+            raise BadInputError(f"{text}: no such file, folder or saved statistics name{hint}")
+        raise BadInputError(f"{text}: no such file or folder")
+    if path.is_dir():
+        return _folder(path, limit)
+    name = path.name.lower()
+    if name.endswith(".zip"):
+        return _zip(path, limit)
+    if name.endswith((".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")):
+        return _tar(path, limit)
+    if name.endswith(".npz"):
+        return _npz(path, value_range, limit)
+    if name.endswith(".npy"):
+        try:
+            arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise BadInputError(f"{path}: cannot read .npy ({e})") from e
+        return _array_file(arr, str(path), value_range, limit)
+    raise BadInputError(f"{path}: unsupported file type; expected a folder, .zip, .tar, .npz or .npy")
+
+
+def _limited(paths: list, limit):
+    return paths if limit is None else paths[:limit]
+
+
+def _check_nonempty(names: list, where: str) -> None:
+    if not names:
+        raise BadInputError(f"{where}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
+
+
+def _is_image(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES
+
+
+def _folder(root: Path, limit) -> ImageSource:
+    files = sorted((p for p in root.rglob("*") if p.is_file() and _is_image(p.name)),
+                   key=lambda p: p.relative_to(root).as_posix())
+    _check_nonempty(files, str(root))
+    files = _limited(files, limit)
+
+    def items():
+        for p in files:
+            yield str(p), (lambda p=p: _decode_file(p))
+    return ImageSource(str(root), len(files), items)
+
+
+def _decode_file(p: Path) -> Loaded:
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise BadInputError(f"{p}: cannot read ({e})") from e
+    return _with_suffix_tag(decode_image(data, str(p)), p.name)
+
+
+def _with_suffix_tag(loaded: Loaded, name: str) -> Loaded:
+    arr, tags = loaded
+    if os.path.splitext(name)[1].lower() in JPEG_SUFFIXES:
+        tags = tags | {"jpeg"}
+    return arr, tags
+
+
+def _zip(path: Path, limit) -> ImageSource:
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = sorted(i.filename for i in z.infolist() if not i.is_dir() and _is_image(i.filename))
+    except (zipfile.BadZipFile, OSError) as e:
+        raise BadInputError(f"{path}: not a readable zip archive ({e})") from e
+    _check_nonempty(names, str(path))
+    names = _limited(names, limit)
+    local = threading.local()  # one handle per worker thread: ZipFile reads are not thread-safe
+
+    def read(member: str) -> Loaded:
+        if not hasattr(local, "zip"):
+            local.zip = zipfile.ZipFile(path)
+        where = f"{path}:{member}"
+        try:
+            data = local.zip.read(member)
+        except (zipfile.BadZipFile, OSError, KeyError) as e:
+            raise BadInputError(f"{where}: cannot read ({e})") from e
+        return _with_suffix_tag(decode_image(data, where), member)
+
+    def items():
+        for m in names:
+            yield f"{path}:{m}", (lambda m=m: read(m))
+    return ImageSource(str(path), len(names), items)
+
+
+def _tar(path: Path, limit) -> ImageSource:
+    # Compressed tars cannot seek, so members are read in order by the producer
+    # and only decoding runs in the workers.
+    try:
+        with tarfile.open(path) as t:
+            names = sorted(m.name for m in t.getmembers() if m.isfile() and _is_image(m.name))
+    except (tarfile.TarError, OSError) as e:
+        raise BadInputError(f"{path}: not a readable tar archive ({e})") from e
+    _check_nonempty(names, str(path))
+    names = _limited(names, limit)
+    wanted = set(names)
+
+    def items():
+        # Sorted order: collect members in archive order, yield sorted.  Archives
+        # written by tools are usually sorted already, so this rarely buffers.
+        pending: dict[str, bytes] = {}
+        order = iter(names)
+        next_name = next(order, None)
+        with tarfile.open(path) as t:
+            for m in t:
+                if m.name not in wanted:
+                    continue
+                f = t.extractfile(m)
+                pending[m.name] = f.read() if f is not None else b""
+                while next_name is not None and next_name in pending:
+                    data = pending.pop(next_name)
+                    where = f"{path}:{next_name}"
+                    yield where, (lambda data=data, where=where, n=next_name:
+                                  _with_suffix_tag(decode_image(data, where), n))
+                    next_name = next(order, None)
+    return ImageSource(str(path), len(names), items)
+
+
+def _npz(path: Path, value_range, limit) -> Source:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            keys = list(z.files)
+            if "mu" in keys and "sigma" in keys:
+                # fidkit's own statistics, or pytorch-fid / clean-fid / TTUR / ADM
+                # reference files (ADM's also hold a 10k image batch in arr_0, but
+                # its published FIDs use the stored whole-dataset moments).
+                return StatsSource(str(path), FeatureStats._from_npz(z, str(path)))
+    except (OSError, ValueError, zipfile.BadZipFile) as e:
+        raise BadInputError(f"{path}: cannot read .npz ({e})") from e
+    key = "arr_0" if "arr_0" in keys else (keys[0] if len(keys) == 1 else None)
+    if key is None:
+        raise BadInputError(f"{path}: expected 'arr_0' (images or features) or 'mu'/'sigma' (statistics); "
+                            f"found {keys}")
+    return _array_file(_NpzMember(path, key), f"{path}[{key}]", value_range, limit)
+
+
+class _NpzMember:
+    """An array inside an ``.npz``, read in row chunks instead of all at once."""
+
+    def __init__(self, path: Path, key: str):
+        self.path, self.member = path, key + ".npy"
+        with zipfile.ZipFile(path) as z, z.open(self.member) as f:
+            self.shape, self.dtype, self._offset = _npy_header(f, f"{path}[{key}]")
+        self.ndim = len(self.shape)
+
+    def __len__(self):
+        return self.shape[0]
+
+    def chunks(self, n_rows: int, limit: int) -> Iterator[np.ndarray]:
+        row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
+        with zipfile.ZipFile(self.path) as z, z.open(self.member) as f:
+            f.read(self._offset)
+            done = 0
+            while done < limit:
+                k = min(n_rows, limit - done)
+                buf = f.read(k * row_bytes)
+                if len(buf) != k * row_bytes:
+                    raise BadInputError(f"{self.path}: {self.member} is truncated")
+                yield np.frombuffer(buf, dtype=self.dtype).reshape((k,) + tuple(self.shape[1:]))
+                done += k
+
+    def read_all(self) -> np.ndarray:
+        with np.load(self.path, allow_pickle=False) as z:
+            return z[self.member[:-4]]
+
+
+def _npy_header(f, where: str):
+    try:
+        version = np.lib.format.read_magic(f)
+        shape, fortran, dtype = np.lib.format._read_array_header(f, version)
+    except ValueError as e:
+        raise BadInputError(f"{where}: not a readable .npy array ({e})") from e
+    if dtype.hasobject:
+        raise BadInputError(f"{where}: object arrays are not accepted (they would need pickle)")
+    if fortran:
+        raise BadInputError(f"{where}: Fortran-ordered arrays are not supported")
+    return shape, dtype, f.tell()
+
+
+def _array_file(arr, where: str, value_range, limit) -> Source:
+    if arr.ndim == 2:
+        if not np.issubdtype(arr.dtype, np.number):
+            raise BadInputError(f"{where}: features must be numeric, got {arr.dtype}")
+        feats = arr.read_all() if isinstance(arr, _NpzMember) else arr
+        return FeaturesSource(where, feats[:limit])
+    if arr.ndim != 4:
+        raise BadInputError(f"{where}: array of shape {tuple(arr.shape)}; expected 4-D images (N x H x W x C) "
+                            "or 2-D features (N x d)")
+    n = len(arr) if limit is None else min(limit, len(arr))
+    chunks = arr.chunks(256, n) if isinstance(arr, _NpzMember) else (arr[i:i + 256] for i in range(0, n, 256))
+    return _array_images(chunks, where, value_range, None, count=n, channels_last=True)
+
+
+# --- arrays and tensors -------------------------------------------------------------
+
+def _array_images(batches: Iterable, where: str, value_range, limit, *, count: int | None,
+                  channels_last: bool | None = None) -> ImageSource:
+    if count is not None and limit is not None:
+        count = min(count, limit)
+
+    def items():
+        index = 0
+        for batch in batches:
+            for img, tags in to_uint8_nhwc(batch, where, value_range, channels_last=channels_last):
+                if limit is not None and index >= limit:
+                    return
+                yield f"{where}[{index}]", (lambda img=img, tags=tags: (img, tags))
+                index += 1
+    return ImageSource(where, count, items)
+
+
+def to_uint8_nhwc(batch, where: str, value_range, *, channels_last: bool | None = None
+                  ) -> list[tuple[np.ndarray, frozenset]]:
+    """Check and convert one batch of images to uint8 ``H x W x 3`` arrays with tags.
+
+    Tensors are NCHW and numpy arrays NHWC unless ``channels_last`` says
+    otherwise.  Floats need a declared ``value_range``; they are mapped to
+    [0, 255] and rounded, which is what saving them as PNG does.
+    """
+    is_tensor = isinstance(batch, torch.Tensor)
+    if is_tensor:
+        batch = batch.detach().cpu()
+    elif not isinstance(batch, np.ndarray):
+        raise BadInputError(f"{where}: batch of type {type(batch).__name__}; expected a tensor or an array")
+    if batch.ndim == 3:
+        batch = batch[None]
+    if batch.ndim != 4:
+        raise BadInputError(f"{where}: images of shape {tuple(batch.shape)}; expected a 4-D batch")
+    nhwc = (not is_tensor) if channels_last is None else channels_last
+    c_axis, other = (3, 1) if nhwc else (1, 3)
+    if batch.shape[c_axis] not in (1, 3, 4):
+        hint = ""
+        if batch.shape[other] in (1, 3, 4):
+            hint = (" (it looks channels-last: use .permute(0, 3, 1, 2))" if not nhwc
+                    else " (it looks channels-first: use .transpose(0, 2, 3, 1))")
+        raise BadInputError(f"{where}: {batch.shape[c_axis]} channels in shape {tuple(batch.shape)}; expected "
+                            f"{'N x H x W x C' if nhwc else 'N x C x H x W'} with C = 1, 3 or 4{hint}")
+    arr = batch.numpy() if is_tensor else np.asarray(batch)
+    if not nhwc:
+        arr = arr.transpose(0, 2, 3, 1)
+    arr, tags = _to_uint8(arr, where, value_range)
+    out = []
+    for img in arr:
+        rgb, img_tags = array_to_rgb_uint8(img, where)
+        out.append((rgb, img_tags | tags))
+    return out
+
+
+def _to_uint8(arr: np.ndarray, where: str, value_range) -> tuple[np.ndarray, frozenset]:
+    if value_range is not None:
+        value_range = tuple(float(v) for v in value_range)
+        if value_range not in VALUE_RANGES:
+            raise BadInputError(f"value_range={value_range}: use (0, 1), (-1, 1) or (0, 255)")
+    if arr.dtype == np.uint8:
+        if value_range not in (None, (0.0, 255.0)):
+            raise BadInputError(f"{where}: uint8 images are always [0, 255]; value_range={value_range} "
+                                "applies only to float input (convert with .float() / 255 to use it)")
+        return arr, frozenset()
+    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.number):
+        raise BadInputError(f"{where}: images of dtype {arr.dtype} are not supported")
+    if np.issubdtype(arr.dtype, np.integer):
+        lo, hi = int(arr.min()), int(arr.max())
+        if lo < 0 or hi > 255:
+            raise BadInputError(f"{where}: integer images must lie in 0..255, found {lo}..{hi}")
+        return arr.astype(np.uint8), frozenset()
+    x = arr.astype(np.float32, copy=False)
+    if not np.isfinite(x).all():
+        raise BadInputError(f"{where}: images contain NaN or Inf")
+    if value_range is None:
+        raise BadInputError(f"{where}: float images need a declared value range: value_range=(0, 1), (-1, 1) "
+                            "or (0, 255) (CLI: --value-range 0,1)")
+    lo, hi = float(x.min()), float(x.max())
+    tags = set()
+    a, b = value_range
+    if value_range == (0.0, 1.0):
+        if hi > 2.0:
+            tags.add("range_looks_255")
+        elif lo < -0.05:
+            tags.add("range_looks_pm1")
+    elif value_range == (-1.0, 1.0):
+        if hi > 2.0:
+            tags.add("range_looks_255")
+        elif lo >= 0.0 and x.size >= 3 * 16 * 16:
+            tags.add("range_looks_01")
+    elif value_range == (0.0, 255.0) and hi <= 1.0 and x.size >= 3 * 16 * 16:
+        tags.add("range_looks_01_as_255")
+    tolerance = 1e-3 * (b - a)
+    if lo < a - tolerance or hi > b + tolerance:
+        tags.add("range_clipped")
+    u8 = np.clip(np.rint((x - a) * (255.0 / (b - a))), 0, 255).astype(np.uint8)
+    return u8, frozenset(tags)

@@ -1,0 +1,186 @@
+"""Streaming feature statistics: count, mean and co-moment in float64.
+
+Memory is O(d^2) whatever the number of samples.  Batches are folded in with the
+pairwise update of Chan, Golub & LeVeque (1979), which is exact in exact
+arithmetic and numerically stable (no ``E[xx^T] - mu mu^T`` cancellation), and
+the same formula merges shards, processes and checkpoints.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ._io import atomic_write
+from .errors import BadInputError
+from .provenance import Provenance
+
+FORMAT = "fidkit-stats-v1"
+
+
+class FeatureStats:
+    """Sufficient statistics of a set of feature vectors for the Fréchet distance.
+
+    Build one with :meth:`empty` and :meth:`update`, or :meth:`from_features`, or
+    from published moments with :meth:`from_moments`.  ``n`` is ``None`` only for
+    moments whose sample count is unknown; such statistics can be compared but
+    not merged.
+    """
+
+    def __init__(self, n: int | None, mean: np.ndarray, m2: np.ndarray | None,
+                 provenance: Provenance | None = None, *, cov: np.ndarray | None = None):
+        self.n = n
+        self.mean = np.asarray(mean, dtype=np.float64)
+        self._m2 = None if m2 is None else np.asarray(m2, dtype=np.float64)
+        self._cov = None if cov is None else np.asarray(cov, dtype=np.float64)
+        self.provenance = provenance if provenance is not None else Provenance()
+
+    # construction -----------------------------------------------------------------
+    @classmethod
+    def empty(cls, dim: int, provenance: Provenance | None = None) -> "FeatureStats":
+        return cls(0, np.zeros(dim), np.zeros((dim, dim)), provenance)
+
+    @classmethod
+    def from_features(cls, features, provenance: Provenance | None = None) -> "FeatureStats":
+        feats = _as_2d_float64(features, "features")
+        stats = cls.empty(feats.shape[1], provenance)
+        stats.update(feats)
+        return stats
+
+    @classmethod
+    def from_moments(cls, mean, cov, n: int | None = None,
+                     provenance: Provenance | None = None) -> "FeatureStats":
+        """Statistics from a published mean and covariance (e.g. a pytorch-fid or ADM ``.npz``).
+
+        ``cov`` is the unbiased sample covariance (divided by ``n - 1``), as
+        ``np.cov`` and every reference implementation write it.
+        """
+        mean = np.asarray(mean, dtype=np.float64).reshape(-1)
+        cov = np.asarray(cov, dtype=np.float64)
+        if cov.shape != (mean.size, mean.size):
+            raise BadInputError(f"covariance of shape {cov.shape} does not match mean of length {mean.size}")
+        if not (np.isfinite(mean).all() and np.isfinite(cov).all()):
+            raise BadInputError("mean or covariance contains NaN or Inf")
+        if provenance is None:
+            provenance = Provenance.unknown()
+        if n is None:
+            return cls(None, mean, None, provenance, cov=cov)
+        n = int(n)
+        if n < 2:
+            raise BadInputError(f"n={n}: a covariance needs at least 2 samples")
+        return cls(n, mean, cov * (n - 1), provenance)
+
+    # accumulation -----------------------------------------------------------------
+    @property
+    def dim(self) -> int:
+        return self.mean.size
+
+    def update(self, features) -> "FeatureStats":
+        """Fold a batch of feature vectors (``b x d``, numpy or torch) into the statistics."""
+        self._require_n("update")
+        x = features.detach().to("cpu", torch.float64) if isinstance(features, torch.Tensor) \
+            else torch.from_numpy(_as_2d_float64(features, "features"))
+        if x.ndim != 2 or x.shape[1] != self.dim:
+            raise BadInputError(f"features of shape {tuple(x.shape)} do not match dimension {self.dim}")
+        if x.shape[0] == 0:
+            return self
+        if not torch.isfinite(x).all():
+            raise BadInputError("features contain NaN or Inf")
+        b = x.shape[0]
+        batch_mean = x.mean(0)
+        xc = x - batch_mean
+        batch = FeatureStats(b, batch_mean.numpy(), (xc.T @ xc).numpy(), self.provenance)
+        merged = self.merge(batch)
+        self.n, self.mean, self._m2 = merged.n, merged.mean, merged._m2
+        return self
+
+    def merge(self, other: "FeatureStats") -> "FeatureStats":
+        """Exact combination of two disjoint sets of samples (returns a new object)."""
+        self._require_n("merge")
+        other._require_n("merge")
+        if other.dim != self.dim:
+            raise BadInputError(f"cannot merge statistics of dimension {self.dim} and {other.dim}")
+        if self.n and other.n:
+            self.provenance.check_comparable(other.provenance)
+        if other.n == 0:
+            return self.copy()
+        if self.n == 0:
+            return FeatureStats(other.n, other.mean.copy(), other._m2.copy(), self.provenance)
+        n = self.n + other.n
+        delta = other.mean - self.mean
+        mean = self.mean + delta * (other.n / n)
+        m2 = self._m2 + other._m2 + np.outer(delta, delta) * (self.n * other.n / n)
+        return FeatureStats(n, mean, m2, self.provenance)
+
+    def copy(self) -> "FeatureStats":
+        return FeatureStats(self.n, self.mean.copy(), None if self._m2 is None else self._m2.copy(),
+                            self.provenance, cov=None if self._cov is None else self._cov.copy())
+
+    @property
+    def cov(self) -> np.ndarray:
+        """Unbiased sample covariance (divided by ``n - 1``)."""
+        if self._cov is not None:
+            return self._cov
+        if self.n < 2:
+            raise BadInputError(f"a covariance needs at least 2 samples, got {self.n}")
+        return self._m2 / (self.n - 1)
+
+    def _require_n(self, what: str) -> None:
+        if self.n is None:
+            raise BadInputError(f"cannot {what} statistics whose sample count is unknown (built from moments without n)")
+
+    # persistence ------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write ``.npz`` (no pickle): ``mu``/``sigma`` as pytorch-fid and clean-fid read them, plus ``n`` and provenance."""
+        path = Path(path)
+        arrays = {
+            "format": np.array(FORMAT),
+            "mu": self.mean,
+            "sigma": self.cov,
+            "provenance": np.array(self.provenance.to_json()),
+        }
+        if self.n is not None:
+            arrays["n"] = np.array(self.n, dtype=np.int64)
+        with atomic_write(path) as f:
+            np.savez(f, **arrays)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "FeatureStats":
+        """Read statistics written by :meth:`save`, or any ``.npz`` with ``mu`` and ``sigma``."""
+        path = Path(path)
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return cls._from_npz(z, str(path))
+        except (OSError, ValueError) as e:
+            raise BadInputError(f"{path}: not a readable statistics file ({e})") from e
+
+    @classmethod
+    def _from_npz(cls, z, source: str) -> "FeatureStats":
+        if "mu" not in z.files or "sigma" not in z.files:
+            raise BadInputError(f"{source}: no 'mu' and 'sigma' arrays (found {sorted(z.files)})")
+        n = int(z["n"]) if "n" in z.files else None
+        if "provenance" in z.files:
+            prov = Provenance.from_json(str(z["provenance"]))
+        else:
+            prov = Provenance.unknown(source)
+        stats = cls.from_moments(z["mu"], z["sigma"], n, prov)
+        stats.provenance = prov.with_source(prov.source or source)
+        return stats
+
+    def __repr__(self) -> str:
+        return f"FeatureStats(n={self.n}, dim={self.dim}, provenance={self.provenance})"
+
+
+def _as_2d_float64(a, name: str) -> np.ndarray:
+    if isinstance(a, torch.Tensor):
+        a = a.detach().cpu().numpy()
+    a = np.asarray(a)
+    if a.ndim != 2:
+        raise BadInputError(f"{name} must be a 2-D array (samples x dimensions), got shape {a.shape}")
+    if not np.issubdtype(a.dtype, np.number):
+        raise BadInputError(f"{name} must be numeric, got dtype {a.dtype}")
+    return np.ascontiguousarray(a, dtype=np.float64)

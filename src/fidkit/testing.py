@@ -1,0 +1,54 @@
+"""Helpers for tests and benchmarks: random FID Inception weights in the published format.
+
+The real weights cannot be downloaded everywhere (CI, air-gapped clusters);
+parity with the reference libraries is shown by loading the *same* random
+weights into fidkit and into them.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from .features.inception import FIDInceptionV3
+
+
+def random_inception_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
+    """A state dict with the 566 entries, names and shapes of the published files.
+
+    Convolutions get He-normal weights and BatchNorms plausible running
+    statistics, so activations keep a sensible scale through all 94 layers
+    (features neither vanish nor explode, and differ between images).
+    """
+    g = torch.Generator().manual_seed(seed)
+    state = {}
+    for key, value in FIDInceptionV3().state_dict().items():
+        if key.endswith("num_batches_tracked"):
+            state[key] = torch.tensor(0, dtype=torch.long)
+            continue
+        if key.endswith("conv.weight"):
+            fan_in = value[0].numel()
+            t = torch.randn(value.shape, generator=g) * (2.0 / fan_in) ** 0.5
+        elif key.endswith("bn.weight"):
+            t = torch.ones(value.shape)  # the TF graph's BatchNorm has no learned scale
+        elif key.endswith("bn.bias"):
+            t = torch.randn(value.shape, generator=g) * 0.1
+        elif key.endswith("running_mean"):
+            t = torch.randn(value.shape, generator=g) * 0.1
+        elif key.endswith("running_var"):
+            t = 0.5 + torch.rand(value.shape, generator=g)
+        elif key == "fc.weight":
+            t = torch.randn(value.shape, generator=g) * 0.05
+        elif key == "fc.bias":
+            t = torch.randn(value.shape, generator=g) * 0.1
+        else:
+            raise AssertionError(f"unexpected parameter {key}")
+        state[key] = t.to(torch.float32)
+    return state
+
+
+def write_random_inception_weights(path: str | os.PathLike, seed: int = 0) -> str:
+    """Save random weights where a published file would be; return the path."""
+    torch.save(random_inception_state_dict(seed), path)
+    return str(path)

@@ -1,0 +1,140 @@
+"""Network weights: canonical URL, sha256 check, cache directory, atomic download, offline errors.
+
+Resolution order for a weight file:
+
+1. an explicit path (``weights=PATH``, ``--weights PATH``);
+2. the environment variable named by the spec (``FIDKIT_INCEPTION_WEIGHTS``);
+3. the published file name in the cache directory (``fidkit.cache.weights_dir()``);
+4. a download from the canonical URL, unless ``FIDKIT_OFFLINE=1``.
+
+A file whose name carries a hash suffix (``name-6726825d.pth``, the torch.hub
+convention) must hash to it; a truncated or corrupted download is refused, not
+loaded.  The full sha256 of the file used is part of every statistic's
+provenance.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import re
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from . import cache
+from ._io import atomic_write
+from .errors import WeightsUnavailableError
+
+_HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,64})\.[A-Za-z0-9]+$")
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightSpec:
+    """A published weight file."""
+
+    name: str                     # what it is, for messages and provenance
+    filename: str                 # the published file name
+    url: str                      # canonical download location
+    sha256: str                   # full hash if known, else the published prefix
+    env_var: str                  # environment variable that may point at a local copy
+    alternatives: tuple[str, ...] = ()   # other published names of the same network
+
+    @property
+    def cache_path(self) -> Path:
+        return cache.weights_dir() / self.filename
+
+
+#: The FID Inception weights (TF graph 2015-12-05, converted to PyTorch).  The
+#: pytorch-fid release ``pt_inception-2015-12-05-6726825d.pth`` has the same
+#: layout and hash prefix and is accepted under its own name.
+INCEPTION = WeightSpec(
+    name="inception-2015-12-05",
+    filename="weights-inception-2015-12-05-6726825d.pth",
+    url="https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth",
+    sha256="6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2",
+    env_var="FIDKIT_INCEPTION_WEIGHTS",
+    alternatives=("pt_inception-2015-12-05-6726825d.pth",),
+)
+
+_sha_cache: dict[tuple[str, int, int], str] = {}
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    path = Path(path)
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _sha_cache:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        _sha_cache[key] = h.hexdigest()
+    return _sha_cache[key]
+
+
+def check_hash(path: Path, expected: str | None) -> str:
+    """Return the file's sha256; raise if it does not start with ``expected`` or with the hash in its name."""
+    digest = sha256_of(path)
+    m = _HASH_IN_NAME.search(path.name)
+    for want, why in ((expected, "published"), (m.group(1) if m else None, "in its file name")):
+        if want and not digest.startswith(want):
+            raise WeightsUnavailableError(
+                f"{path}: sha256 {digest[:16]}… does not match the {why} hash {want[:16]}…; "
+                "the file is corrupt or truncated (delete it and download it again)")
+    return digest
+
+
+def resolve(spec: WeightSpec, path: str | os.PathLike | None = None, *, download: bool | None = None) -> tuple[Path, str]:
+    """Find (or fetch) the weight file; return ``(path, sha256)``."""
+    if path is not None:
+        return _local(Path(path).expanduser(), "weights argument", None)
+    env = os.environ.get(spec.env_var)
+    if env:
+        return _local(Path(env).expanduser(), f"${spec.env_var}", None)
+    for name in (spec.filename, *spec.alternatives):
+        candidate = cache.weights_dir() / name
+        if candidate.is_file():
+            return candidate, check_hash(candidate, spec.sha256[:8])
+    if download is None:
+        download = os.environ.get("FIDKIT_OFFLINE", "") not in ("1", "true", "yes")
+    if not download:
+        raise _offline_error(spec, "downloads are disabled (FIDKIT_OFFLINE is set)")
+    return fetch(spec)
+
+
+def fetch(spec: WeightSpec, url: str | None = None, timeout: float = 60.0) -> tuple[Path, str]:
+    """Download ``spec`` into the cache: temp file, hash check, then rename."""
+    url = url or spec.url
+    dest = spec.cache_path
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response, atomic_write(dest) as out:
+            h = hashlib.sha256()
+            for chunk in iter(lambda: response.read(1 << 20), b""):
+                h.update(chunk)
+                out.write(chunk)
+            digest = h.hexdigest()
+            if not digest.startswith(spec.sha256):
+                raise WeightsUnavailableError(
+                    f"download from {url} has sha256 {digest[:16]}…, expected {spec.sha256[:16]}…; "
+                    "nothing was saved (a proxy page or a truncated transfer?)")
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        raise _offline_error(spec, f"download from {url} failed: {e}") from e
+    return dest, digest
+
+
+def _local(path: Path, where: str, expected: str | None) -> tuple[Path, str]:
+    if not path.is_file():
+        raise WeightsUnavailableError(f"{where}: weight file {path} does not exist")
+    return path, check_hash(path, expected)
+
+
+def _offline_error(spec: WeightSpec, reason: str) -> WeightsUnavailableError:
+    return WeightsUnavailableError(
+        f"The {spec.name} network weights are not available: {reason}.\n"
+        f"  Download {spec.url}\n"
+        f"  (file name {spec.filename}, sha256 {spec.sha256}) on a machine with internet access, then either\n"
+        f"  - put it at {spec.cache_path}, or\n"
+        f"  - pass --weights PATH (Python: weights=PATH), or set {spec.env_var}=PATH.\n"
+        f"  pytorch-fid's copy ({', '.join(spec.alternatives)}) works too.")
