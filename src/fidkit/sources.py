@@ -275,7 +275,9 @@ class _NpzMember:
 def _npy_header(f, where: str):
     try:
         version = np.lib.format.read_magic(f)
-        shape, fortran, dtype = np.lib.format._read_array_header(f, version)
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        shape, fortran, dtype = read_header(f)
     except ValueError as e:
         raise BadInputError(f"{where}: not a readable .npy array ({e})") from e
     if dtype.hasobject:

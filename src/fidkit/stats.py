@@ -9,6 +9,7 @@ the same formula merges shards, processes and checkpoints.
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -155,7 +156,7 @@ class FeatureStats:
         try:
             with np.load(path, allow_pickle=False) as z:
                 return cls._from_npz(z, str(path))
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, zipfile.BadZipFile) as e:
             raise BadInputError(f"{path}: not a readable statistics file ({e})") from e
 
     @classmethod
@@ -183,4 +184,5 @@ def _as_2d_float64(a, name: str) -> np.ndarray:
         raise BadInputError(f"{name} must be a 2-D array (samples x dimensions), got shape {a.shape}")
     if not np.issubdtype(a.dtype, np.number):
         raise BadInputError(f"{name} must be numeric, got dtype {a.dtype}")
-    return np.ascontiguousarray(a, dtype=np.float64)
+    a = np.ascontiguousarray(a, dtype=np.float64)
+    return a if a.flags.writeable else a.copy()  # torch.from_numpy needs writable memory

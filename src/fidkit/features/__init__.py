@@ -11,6 +11,7 @@ import threading
 import torch
 
 from .. import weights as _weights
+from ..errors import WeightsUnavailableError
 from ..provenance import Provenance
 from .inception import TAPS, FIDInceptionV3, load_state_dict_published
 
@@ -72,7 +73,14 @@ class InceptionExtractor:
         if self.device.type == "cpu":
             _tune_malloc_for_cpu_inference()
         self.weights_path, self.weights_sha256 = _weights.resolve(self.spec, weights)
-        state = torch.load(self.weights_path, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(self.weights_path, map_location="cpu", weights_only=True)
+        except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError, ... for bad files
+            raise WeightsUnavailableError(
+                f"{self.weights_path}: cannot be loaded with torch.load(weights_only=True) "
+                f"(not a plain state dict, or corrupt): {e}") from e
+        if not isinstance(state, dict):
+            raise WeightsUnavailableError(f"{self.weights_path}: holds a {type(state).__name__}, not a state dict")
         net = FIDInceptionV3()
         load_state_dict_published(net, state, str(self.weights_path))
         net.fold_batchnorm().eval().requires_grad_(False)
