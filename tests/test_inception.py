@@ -103,3 +103,12 @@ def test_features_do_not_need_grad(extractor):
     out = extractor(_tf_batch(smooth_images(1, 32, seed=0)))["pool3"]
     assert not out.requires_grad
     assert np.isfinite(out.numpy()).all()
+
+
+def test_unusable_device_is_a_clear_error(weights):
+    from fidkit.errors import BadInputError
+    with pytest.raises(BadInputError, match="not a torch device"):
+        InceptionExtractor.get(weights, "gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(BadInputError, match="CUDA is not available"):
+            InceptionExtractor.get(weights, "cuda")

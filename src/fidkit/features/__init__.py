@@ -11,7 +11,7 @@ import threading
 import torch
 
 from .. import weights as _weights
-from ..errors import WeightsUnavailableError
+from ..errors import BadInputError, WeightsUnavailableError
 from ..provenance import Provenance
 from .inception import TAPS, FIDInceptionV3, load_state_dict_published
 
@@ -20,6 +20,19 @@ __all__ = ["InceptionExtractor", "TAPS", "FIDInceptionV3", "default_device"]
 
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def resolve_device(device) -> torch.device:
+    """``None`` means cuda if available, else cpu; anything else must name a usable device."""
+    if device is None:
+        return default_device()
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise BadInputError(f"device {device!r} is not a torch device ({e})") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise BadInputError(f"device {device!r} was requested but CUDA is not available here")
+    return dev
 
 
 @contextlib.contextmanager
@@ -69,7 +82,7 @@ class InceptionExtractor:
     spec = _weights.INCEPTION
 
     def __init__(self, weights: str | os.PathLike | None = None, device: str | torch.device | None = None):
-        self.device = torch.device(device) if device is not None else default_device()
+        self.device = resolve_device(device)
         if self.device.type == "cpu":
             _tune_malloc_for_cpu_inference()
         self.weights_path, self.weights_sha256 = _weights.resolve(self.spec, weights)
@@ -105,7 +118,7 @@ class InceptionExtractor:
 
     @classmethod
     def get(cls, weights=None, device=None) -> "InceptionExtractor":
-        dev = torch.device(device) if device is not None else default_device()
+        dev = resolve_device(device)
         path, sha = _weights.resolve(cls.spec, weights)
         key = (sha, str(dev))
         with cls._lock:
