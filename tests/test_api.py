@@ -100,7 +100,7 @@ def test_incomparable_weights_are_refused_before_the_feature_pass(folders, weigh
     stats = fidkit.compute_stats(a, weights=weights, device="cpu")
     stats.provenance = fidkit.Provenance(**{**stats.provenance.to_dict(), "weights_sha256": "0" * 64})
     stats.save(tmp_path / "other.npz")
-    monkeypatch.setattr(fidkit_api, "extract_stats", lambda *a, **k: pytest.fail("feature pass ran"))
+    monkeypatch.setattr(fidkit_api, "extract", lambda *a, **k: pytest.fail("feature pass ran"))
     with pytest.raises(IncomparableStatsError, match="network weights"):
         fidkit.fid(tmp_path / "other.npz", b, weights=weights, device="cpu")
 

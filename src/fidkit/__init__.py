@@ -7,16 +7,18 @@
 
 __version__ = "0.1.0"
 
-from .api import compute_stats, fid
+from .api import DEFAULT_METRICS, MetricOptions, compute_reference, compute_stats, evaluate, fid
 from .errors import BadInputError, FidkitError, FidkitWarning, IncomparableStatsError, WeightsUnavailableError
 from .metrics.frechet import frechet_distance, frechet_distance_from_moments
 from .preprocess import MODES
 from .provenance import Provenance
-from .result import FIDResult
+from .reference import Reference
+from .result import EvalResult, FIDResult
 from .stats import FeatureStats
 
 __all__ = [
-    "fid", "compute_stats", "frechet_distance", "frechet_distance_from_moments", "FeatureStats", "Provenance",
+    "fid", "evaluate", "compute_stats", "compute_reference", "MetricOptions", "DEFAULT_METRICS", "EvalResult",
+    "Reference", "frechet_distance", "frechet_distance_from_moments", "FeatureStats", "Provenance",
     "FIDResult", "MODES", "FidkitError", "BadInputError", "IncomparableStatsError", "WeightsUnavailableError",
     "FidkitWarning", "__version__",
 ]

@@ -1,23 +1,104 @@
-"""The Python API: ``fid``, ``compute_stats``.  The CLI is a thin layer over these."""
+"""The Python API: ``evaluate``, ``fid``, ``compute_stats``.  The CLI is a thin layer over these.
+
+Every metric is fed by one feature pass per source: ``evaluate`` works out which
+network taps each side needs (streamed statistics for FID and sFID, per-sample
+features for KID, precision/recall and IS), runs the network once per image,
+and hands the results to the pure functions in :mod:`fidkit.metrics`.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 import warnings
+from typing import Any, Iterable
 
+import numpy as np
+
+from . import metrics as M
 from .errors import BadInputError, FidkitWarning
-from .extract import extract_stats
+from .extract import extract
 from .features import InceptionExtractor
 from .features.inception import TAPS
-from .metrics.frechet import frechet_distance
 from .preprocess import DEFAULT_MODE, get_mode
-from .result import FIDResult
+from .provenance import Provenance
+from .reference import Reference
+from .result import EvalResult, FIDResult
 from .sources import FeaturesSource, ImageSource, Source, StatsSource, open_source
 from .stats import FeatureStats
 
 #: Below this many samples the 2048-d covariance is singular and FID strongly biased.
 MIN_RELIABLE_N = 2048
+
+DEFAULT_METRICS = ("fid", "kid", "is", "sfid", "prdc")
+ALL_METRICS = DEFAULT_METRICS + ("fid_inf", "is_inf", "noise_floor")
+_ALIASES = {"pr": ("pr",), "dc": ("dc",), "prdc": ("pr", "dc")}
+
+# What each metric needs from each side: (streamed taps, kept taps) for real (a) and fake (b).
+_NEEDS = {
+    "fid": ({"pool3"}, set(), {"pool3"}, set()),
+    "sfid": ({"spatial"}, set(), {"spatial"}, set()),
+    "kid": (set(), {"pool3"}, set(), {"pool3"}),
+    "pr": (set(), {"pool3"}, set(), {"pool3"}),
+    "dc": (set(), {"pool3"}, set(), {"pool3"}),
+    "is": (set(), set(), set(), {"logits_unbiased"}),
+    "fid_inf": ({"pool3"}, set(), set(), {"pool3"}),
+    "is_inf": (set(), set(), set(), {"logits_unbiased"}),
+    "noise_floor": (set(), {"pool3"}, set(), set()),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class MetricOptions:
+    """Options of the sample-based metrics; one ``seed`` drives every random choice."""
+
+    kid_subsets: int = 100
+    kid_subset_size: int = 1000
+    is_splits: int = 10
+    pr_k: int = 3
+    dc_k: int = 5
+    bootstrap: int = 0            # resamples for a FID confidence interval (0: none)
+    confidence: float = 0.95
+    seed: int = 2020              # torch-fidelity's default: IS shuffle and KID subsets equal its values
+
+
+def parse_metrics(metrics: str | Iterable[str]) -> tuple[str, ...]:
+    names = metrics.split(",") if isinstance(metrics, str) else list(metrics)
+    out: list[str] = []
+    for raw in names:
+        name = raw.strip().lower().replace("-", "_")
+        if not name:
+            continue
+        if name == "all":
+            expanded: Iterable[str] = [m for a in ALL_METRICS for m in _ALIASES.get(a, (a,))]
+        elif name in _ALIASES:
+            expanded = _ALIASES[name]
+        elif name in _NEEDS:
+            expanded = (name,)
+        else:
+            raise BadInputError(f"unknown metric {raw!r}; choose from {', '.join(ALL_METRICS + ('pr', 'dc', 'all'))}")
+        out.extend(m for m in expanded if m not in out)
+    if not out:
+        raise BadInputError("no metric requested")
+    return tuple(out)
+
+
+@dataclasses.dataclass
+class _Side:
+    """What one source contributes: streamed statistics and kept features per tap."""
+
+    description: str
+    stats: dict[str, FeatureStats]
+    features: dict[str, np.ndarray]
+
+    @property
+    def n(self) -> int | None:
+        for s in self.stats.values():
+            return s.n
+        for f in self.features.values():
+            return len(f)
+        return None
 
 
 def _emit(messages: list[str]) -> None:
@@ -35,38 +116,150 @@ def _choose_mode(mode: str | None, sources: list[Source]) -> str:
     return DEFAULT_MODE
 
 
-def _stats_of(source: Source, extractor_args: dict, mode: str, *, batch_size, workers, progress,
-              notes: list[str]) -> FeatureStats:
-    if isinstance(source, StatsSource):
-        return source.stats
+def _side(source: Source, label: str, stream: set[str], keep: set[str], extractor_args: dict, mode: str,
+          run: dict, notes: list[str]) -> _Side:
+    if isinstance(source, ImageSource):
+        extractor = InceptionExtractor.get(**extractor_args)
+        out = extract(source, extractor, get_mode(mode), stream=tuple(sorted(stream)), keep=tuple(sorted(keep)),
+                      **run)
+        notes.extend(out.warnings)
+        return _Side(source.description, out.stats, out.features)
     if isinstance(source, FeaturesSource):
-        return source.stats()
-    extractor = InceptionExtractor.get(**extractor_args)
-    stats, messages = extract_stats(source, extractor, get_mode(mode), batch_size=batch_size, workers=workers,
-                                    progress=progress)
-    notes.extend(messages)
-    return stats["pool3"]
+        if (stream | keep) - {"pool3"}:
+            raise BadInputError(f"{source.description}: precomputed features can serve FID, KID, precision/recall "
+                                f"and density/coverage, not metrics needing {sorted((stream | keep) - {'pool3'})}")
+        return _Side(source.description, {"pool3": source.stats()} if stream else {},
+                     {"pool3": np.asarray(source.features, dtype=np.float32)} if keep else {})
+    ref = source.reference
+    missing = sorted((stream - set(ref.stats)) | (keep - set(ref.features)))
+    if missing:
+        what = {"pool3": "per-sample pool3 features (write them with 'fidkit stats SOURCE -o FILE --features')",
+                "spatial": "spatial (sFID) statistics", "logits_unbiased": "logits"}
+        raise BadInputError(f"{source.description} ({label}) lacks " + "; ".join(what[m] for m in missing))
+    return _Side(source.description, {t: ref.stats[t] for t in stream}, {t: ref.features[t] for t in keep})
 
 
-def _planned_provenance(source: Source, extractor_args: dict, mode: str):
+def _planned_provenance(source: Source, tap: str, extractor_args: dict, mode: str) -> Provenance | None:
     if isinstance(source, StatsSource):
-        return source.stats.provenance
+        s = source.reference.stats.get(tap)
+        return None if s is None else s.provenance
     if isinstance(source, FeaturesSource):
         return source.provenance
-    return InceptionExtractor.get(**extractor_args).provenance(mode, "pool3", source.description)
+    return InceptionExtractor.get(**extractor_args).provenance(mode, tap, source.description)
 
 
-def compute_stats(source, *, mode: str | None = None, weights: str | os.PathLike | None = None,
-                  device=None, batch_size: int = 32, workers: int | None = None, limit: int | None = None,
-                  value_range=None, progress: bool = False) -> FeatureStats:
-    """Pool3 statistics of ``source`` (any source kind ``fid`` accepts)."""
-    src = open_source(source, value_range=value_range, limit=limit)
-    mode = _choose_mode(mode, [src])
+def evaluate(a, b, *, metrics: str | Iterable[str] = DEFAULT_METRICS, mode: str | None = None,
+             weights: str | os.PathLike | None = None, device=None, batch_size: int = 32,
+             workers: int | None = None, limit: int | None = None, value_range=None, force: bool = False,
+             progress: bool = False, options: MetricOptions | None = None, **option_overrides) -> EvalResult:
+    """Every requested metric of ``b`` (generated) against ``a`` (reference) from one feature pass per image.
+
+    ``a`` and ``b`` take every source :func:`fid` takes.  Metric options
+    (``kid_subsets``, ``kid_subset_size``, ``is_splits``, ``pr_k``, ``dc_k``,
+    ``bootstrap``, ``confidence``, ``seed``) may be given as keywords or as a
+    :class:`MetricOptions`.
+    """
+    start = time.perf_counter()
+    try:
+        opts = dataclasses.replace(options or MetricOptions(), **option_overrides)
+    except TypeError as e:
+        raise BadInputError(f"unknown option: {e}") from None
+    names = parse_metrics(metrics)
+    sources = [open_source(s, value_range=value_range, limit=limit) for s in (a, b)]
+    mode = _choose_mode(mode, sources)
+    extractor_args = dict(weights=weights, device=device)
+    needs = [set(), set(), set(), set()]
+    for name in names:
+        for i, taps in enumerate(_NEEDS[name]):
+            needs[i] |= taps
+    if opts.bootstrap:
+        needs[3].add("pool3")
+
+    # Refuse incomparable inputs before spending minutes on the feature pass.
+    for tap in sorted(needs[0] | needs[1]):
+        planned = [_planned_provenance(s, tap, extractor_args, mode) for s in sources]
+        if None not in planned:
+            planned[0].check_comparable(planned[1], force=force)
+
     notes: list[str] = []
-    stats = _stats_of(src, dict(weights=weights, device=device), mode, batch_size=batch_size, workers=workers,
-                      progress=progress, notes=notes)
+    run = dict(batch_size=batch_size, workers=workers, progress=progress)
+    real = _side(sources[0], "REAL", needs[0], needs[1], extractor_args, mode, run, notes)
+    fake = _side(sources[1], "FAKE", needs[2], needs[3], extractor_args, mode, run, notes)
+    for side in (real, fake):
+        if side.n is not None and side.n < 2:
+            raise BadInputError(f"{side.description}: {side.n} sample(s); the metrics need at least 2")
+    for tap in real.stats.keys() & fake.stats.keys():
+        notes.extend(real.stats[tap].provenance.check_comparable(fake.stats[tap].provenance, force=force))
+        if real.stats[tap].dim != fake.stats[tap].dim:
+            raise BadInputError(f"feature dimensions differ: {real.stats[tap].dim} ({real.description}) vs "
+                                f"{fake.stats[tap].dim} ({fake.description})")
+    notes.extend(_sample_count_notes(real, fake))
+
+    values: dict[str, Any] = {}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", FidkitWarning)
+        for name in names:
+            values.update(_compute(name, real, fake, opts))
+        if opts.bootstrap and "fid" in values:
+            ci = M.fid_bootstrap(fake.features["pool3"], real.stats["pool3"], resamples=opts.bootstrap,
+                                 confidence=opts.confidence, seed=opts.seed)
+            values["fid_ci"] = [ci.low, ci.high]
+    notes.extend(str(w.message) for w in caught if issubclass(w.category, FidkitWarning))
     _emit(notes)
-    return stats
+    prov = next((s.provenance for side in (real, fake) for s in side.stats.values() if s.provenance.known),
+                Provenance.unknown())
+    uses_net = any(isinstance(s, ImageSource) for s in sources)
+    return EvalResult(values=values, n_a=real.n, n_b=fake.n, a=real.description, b=fake.description,
+                      mode=mode if uses_net or prov.mode else None, provenance=prov, warnings=notes,
+                      seconds=time.perf_counter() - start, metrics=names, options=dataclasses.asdict(opts),
+                      device=str(InceptionExtractor.get(**extractor_args).device) if uses_net else None)
+
+
+def _compute(name: str, real: _Side, fake: _Side, o: MetricOptions) -> dict[str, Any]:
+    if name == "fid":
+        return {"fid": M.frechet_distance(real.stats["pool3"], fake.stats["pool3"], force=True)}
+    if name == "sfid":
+        return {"sfid": M.frechet_distance(real.stats["spatial"], fake.stats["spatial"], force=True)}
+    if name == "kid":
+        # torch-fidelity's order (generated first): with the same seed its subsets, hence its value.
+        k = M.kernel_inception_distance(fake.features["pool3"], real.features["pool3"], subsets=o.kid_subsets,
+                                        subset_size=o.kid_subset_size, seed=o.seed)
+        return {"kid": k.mean, "kid_std": k.std, "kid_subset_size": k.subset_size}
+    if name == "is":
+        s = M.inception_score(fake.features["logits_unbiased"], splits=o.is_splits, seed=o.seed)
+        return {"is": s.mean, "is_std": s.std}
+    if name == "pr":
+        pr = M.precision_recall(real.features["pool3"], fake.features["pool3"], k=o.pr_k)
+        return {"precision": pr.precision, "recall": pr.recall}
+    if name == "dc":
+        dc = M.density_coverage(real.features["pool3"], fake.features["pool3"], k=o.dc_k)
+        return {"density": dc.density, "coverage": dc.coverage}
+    if name == "fid_inf":
+        e = M.fid_infinity(fake.features["pool3"], real.stats["pool3"], seed=o.seed)
+        return {"fid_inf": e.value, "fid_inf_sizes": list(e.sizes)}
+    if name == "is_inf":
+        e = M.is_infinity(fake.features["logits_unbiased"], seed=o.seed)
+        return {"is_inf": e.value, "is_inf_sizes": list(e.sizes)}
+    if name == "noise_floor":
+        n = fake.n if fake.n is not None else len(real.features["pool3"]) // 2
+        n = min(n, len(real.features["pool3"]) // 2)
+        return {"noise_floor": M.fid_noise_floor(real.features["pool3"], n, seed=o.seed), "noise_floor_n": n}
+    raise AssertionError(name)
+
+
+def _sample_count_notes(real: _Side, fake: _Side) -> list[str]:
+    notes = []
+    for side in (real, fake):
+        dim = next(iter(side.stats.values())).dim if side.stats else TAPS["pool3"]
+        threshold = MIN_RELIABLE_N if dim == TAPS["pool3"] else dim
+        if side.n is not None and side.n < threshold:
+            notes.append(
+                f"{side.description}: N={side.n} is below {threshold}: the covariance is singular and FID is strongly "
+                "biased upwards at small N; compare only FIDs computed at the same N (50,000 is the convention)")
+    if real.n is not None and fake.n is not None and real.n != fake.n:
+        notes.append(f"the two sides have different sample counts (N={real.n} vs N={fake.n}); FID depends on N, so "
+                     "report both and compare only results computed with the same counts")
+    return notes
 
 
 def fid(a, b, *, mode: str | None = None, weights: str | os.PathLike | None = None, device=None,
@@ -80,48 +273,35 @@ def fid(a, b, *, mode: str | None = None, weights: str | os.PathLike | None = No
     Float images need ``value_range`` = ``(0, 1)``, ``(-1, 1)`` or ``(0, 255)``.
     Statistics with different provenance are refused unless ``force``.
     """
-    start = time.perf_counter()
-    sources = [open_source(s, value_range=value_range, limit=limit) for s in (a, b)]
-    mode = _choose_mode(mode, sources)
-    extractor_args = dict(weights=weights, device=device)
+    r = evaluate(a, b, metrics=("fid",), mode=mode, weights=weights, device=device, batch_size=batch_size,
+                 workers=workers, limit=limit, value_range=value_range, force=force, progress=progress)
+    return FIDResult(fid=r.values["fid"], n_a=r.n_a, n_b=r.n_b, a=r.a, b=r.b, mode=r.mode, provenance=r.provenance,
+                     warnings=r.warnings, seconds=r.seconds, device=r.device)
+
+
+def compute_reference(source, *, features: bool = False, spatial: bool = True, mode: str | None = None,
+                      weights: str | os.PathLike | None = None, device=None, batch_size: int = 32,
+                      workers: int | None = None, limit: int | None = None, value_range=None,
+                      progress: bool = False) -> Reference:
+    """Everything later evaluations need from a reference set, from one pass.
+
+    Pool3 statistics always; spatial (sFID) statistics unless ``spatial=False``;
+    per-sample pool3 features (KID, precision/recall, noise floor) if ``features``.
+    """
+    src = open_source(source, value_range=value_range, limit=limit)
+    mode = _choose_mode(mode, [src])
+    stream = {"pool3"} | ({"spatial"} if spatial and isinstance(src, ImageSource) else set())
     notes: list[str] = []
-
-    # Refuse incomparable inputs before spending minutes on the feature pass.
-    planned = [_planned_provenance(s, extractor_args, mode) for s in sources]
-    planned[0].check_comparable(planned[1], force=force)
-
-    stats = [_stats_of(s, extractor_args, mode, batch_size=batch_size, workers=workers, progress=progress,
-                       notes=notes) for s in sources]
-    notes.extend(stats[0].provenance.check_comparable(stats[1].provenance, force=force))
-    if stats[0].dim != stats[1].dim:
-        raise BadInputError(f"feature dimensions differ: {stats[0].dim} ({sources[0].description}) vs "
-                            f"{stats[1].dim} ({sources[1].description})")
-    for s, src in zip(stats, sources):
-        if s.n is not None and s.n < 2:
-            raise BadInputError(f"{src.description}: {s.n} sample(s); a covariance needs at least 2")
-    notes.extend(_sample_count_notes(stats, sources))
-    value = frechet_distance(stats[0], stats[1], force=True)  # comparability was checked above
+    side = _side(src, "SOURCE", stream, {"pool3"} if features else set(), dict(weights=weights, device=device),
+                 mode, dict(batch_size=batch_size, workers=workers, progress=progress), notes)
     _emit(notes)
-    uses_net = any(isinstance(s, ImageSource) for s in sources)
-    return FIDResult(
-        fid=value, n_a=stats[0].n, n_b=stats[1].n, a=sources[0].description, b=sources[1].description,
-        mode=mode if uses_net or any(s.provenance.mode for s in stats) else None,
-        provenance=stats[0].provenance if stats[0].provenance.known else stats[1].provenance,
-        warnings=notes, seconds=time.perf_counter() - start,
-        device=str(InceptionExtractor.get(**extractor_args).device) if uses_net else None)
+    return Reference(side.stats, side.features, side.description)
 
 
-def _sample_count_notes(stats: list[FeatureStats], sources: list[Source]) -> list[str]:
-    notes = []
-    dim = stats[0].dim
-    threshold = MIN_RELIABLE_N if dim == TAPS["pool3"] else dim
-    for s, src in zip(stats, sources):
-        if s.n is not None and s.n < threshold:
-            notes.append(
-                f"{src.description}: N={s.n} is below {threshold}: the covariance is singular and FID is strongly "
-                "biased upwards at small N; compare only FIDs computed at the same N (50,000 is the convention)")
-    n_a, n_b = stats[0].n, stats[1].n
-    if n_a is not None and n_b is not None and n_a != n_b:
-        notes.append(f"the two sides have different sample counts (N={n_a} vs N={n_b}); FID depends on N, so "
-                     "report both and compare only results computed with the same counts")
-    return notes
+def compute_stats(source, *, mode: str | None = None, weights: str | os.PathLike | None = None,
+                  device=None, batch_size: int = 32, workers: int | None = None, limit: int | None = None,
+                  value_range=None, progress: bool = False) -> FeatureStats:
+    """Pool3 statistics of ``source`` (any source kind ``fid`` accepts)."""
+    return compute_reference(source, spatial=False, mode=mode, weights=weights, device=device,
+                             batch_size=batch_size, workers=workers, limit=limit, value_range=value_range,
+                             progress=progress).stats["pool3"]

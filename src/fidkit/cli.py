@@ -13,7 +13,7 @@ import sys
 import warnings
 
 from . import __version__
-from .api import compute_stats, fid
+from .api import DEFAULT_METRICS, MetricOptions, compute_reference, evaluate, fid
 from .cache import named_stats_path
 from .errors import BadInputError, FidkitError, FidkitWarning, IncomparableStatsError, WeightsUnavailableError
 from .preprocess import MODES
@@ -67,10 +67,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="compare statistics even if their provenance differs")
     p.add_argument("--log", metavar="FILE", help="append one JSON line per run to FILE")
 
+    p = sub.add_parser("eval", help="several metrics (FID, KID, IS, sFID, precision/recall, ...) from one pass",
+                       description="Metrics of FAKE against REAL from one network pass per image. Sources as for "
+                                   "'fidkit fid'; a REAL statistics file must hold what the metrics need "
+                                   "('fidkit stats --features' adds per-sample features for KID and P/R).")
+    p.add_argument("a", metavar="REAL")
+    p.add_argument("b", metavar="FAKE")
+    p.add_argument("--metrics", default=",".join(DEFAULT_METRICS),
+                   help="comma-separated: fid, kid, is, sfid, prdc (= pr,dc), pr, dc, fid_inf, is_inf, "
+                        f"noise_floor, or all (default {','.join(DEFAULT_METRICS)})")
+    defaults = MetricOptions()
+    p.add_argument("--kid-subsets", type=_positive, default=defaults.kid_subsets)
+    p.add_argument("--kid-subset-size", type=_positive, default=defaults.kid_subset_size)
+    p.add_argument("--is-splits", type=_positive, default=defaults.is_splits)
+    p.add_argument("--pr-k", type=_positive, default=defaults.pr_k, help="neighbours for precision/recall")
+    p.add_argument("--dc-k", type=_positive, default=defaults.dc_k, help="neighbours for density/coverage")
+    p.add_argument("--bootstrap", type=int, default=0, metavar="N",
+                   help="N bootstrap resamples for a FID confidence interval (default: none)")
+    p.add_argument("--confidence", type=float, default=defaults.confidence)
+    p.add_argument("--seed", type=int, default=defaults.seed, help="seed of every random choice (default 2020, "
+                                                                   "torch-fidelity's)")
+    _common(p)
+    p.add_argument("--force", action="store_true", help="compare statistics even if their provenance differs")
+    p.add_argument("--log", metavar="FILE", help="append one JSON line per run to FILE")
+
     p = sub.add_parser("stats", help="precompute reference statistics of a source")
     p.add_argument("source", metavar="SOURCE")
     p.add_argument("-o", "--output", metavar="FILE.npz", help="where to write the statistics")
     p.add_argument("--name", help="save in the cache under NAME, usable later in place of a path")
+    p.add_argument("--features", action="store_true",
+                   help="also store per-sample pool3 features (float32, 8 KB per image) for KID, precision/recall "
+                        "and the noise floor")
     _common(p)
     return parser
 
@@ -81,16 +108,21 @@ def _options(args) -> dict:
                 progress=not args.quiet and sys.stderr.isatty())
 
 
+def _append_log(path: str | None, record: dict) -> None:
+    if not path:
+        return
+    line = dict(record, time=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                argv=sys.argv[1:])
+    # One write of one line in append mode: concurrent runs never interleave
+    # within a line, and earlier lines are never rewritten.
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(line) + "\n")
+
+
 def _run_fid(args) -> int:
     result = fid(args.a, args.b, force=args.force, **_options(args))
     record = result.to_dict()
-    if args.log:
-        line = dict(record, time=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                    argv=sys.argv[1:])
-        # One write of one line in append mode: concurrent runs never interleave
-        # within a line, and earlier lines are never rewritten.
-        with open(args.log, "a", encoding="utf-8") as f:
-            f.write(json.dumps(line) + "\n")
+    _append_log(args.log, record)
     if args.json:
         print(json.dumps(record))
     else:
@@ -104,17 +136,61 @@ def _run_fid(args) -> int:
     return 0
 
 
+_LABELS = [("fid", "FID"), ("fid_ci", "FID {:.0%} CI"), ("sfid", "sFID"), ("kid", "KID"), ("is", "IS"),
+           ("precision", "precision"), ("recall", "recall"), ("density", "density"), ("coverage", "coverage"),
+           ("fid_inf", "FID-inf"), ("is_inf", "IS-inf"), ("noise_floor", "noise floor (real vs real FID)")]
+
+
+def _run_eval(args) -> int:
+    result = evaluate(args.a, args.b, metrics=args.metrics, force=args.force, kid_subsets=args.kid_subsets,
+                      kid_subset_size=args.kid_subset_size, is_splits=args.is_splits, pr_k=args.pr_k,
+                      dc_k=args.dc_k, bootstrap=args.bootstrap, confidence=args.confidence, seed=args.seed,
+                      **_options(args))
+    record = result.to_dict()
+    _append_log(args.log, record)
+    if args.json:
+        print(json.dumps(record))
+    else:
+        v = result.values
+        for key, label in _LABELS:
+            if key not in v:
+                continue
+            if key == "fid_ci":
+                text = f"[{v[key][0]:.6f}, {v[key][1]:.6f}]  ({args.bootstrap} bootstrap resamples)"
+                label = label.format(args.confidence)
+            elif f"{key}_std" in v:
+                text = f"{v[key]:.6f} ± {v[key + '_std']:.6f}"
+            else:
+                text = f"{v[key]:.6f}"
+            if key == "kid":
+                text += f"  ({args.kid_subsets} subsets of {v['kid_subset_size']})"
+            if key == "noise_floor":
+                text += f"  (two halves of N={v['noise_floor_n']})"
+            if key in ("fid_inf", "is_inf"):
+                text += f"  (fit over N = {v[key + '_sizes'][0]}..{v[key + '_sizes'][-1]})"
+            print(f"{label:>32}: {text}")
+        print(f"  real: {result.a} (N={_n(result.n_a)})")
+        print(f"  fake: {result.b} (N={_n(result.n_b)})")
+        sha = record["weights_sha256"]
+        print(f"  mode: {result.mode}  extractor: {record['extractor']}"
+              f"  weights: {sha[:12] + '…' if sha else None}  device: {result.device}")
+    _print_warnings(result.warnings, args.quiet)
+    return 0
+
+
 def _run_stats(args) -> int:
     if not args.output and not args.name:
         raise BadInputError("give -o FILE.npz and/or --name NAME for the statistics")
     targets = [p for p in (args.output, named_stats_path(args.name) if args.name else None) if p]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", FidkitWarning)
-        stats = compute_stats(args.source, **_options(args))
+        ref = compute_reference(args.source, features=args.features, **_options(args))
     for t in targets:
-        stats.save(t)
+        ref.save(t)
+    stats = ref.stats["pool3"]
     if args.json:
         print(json.dumps({"n": stats.n, "dim": stats.dim, "written": [str(t) for t in targets],
+                          "contents": sorted(ref.stats) + [f"features_{t}" for t in ref.features],
                           "provenance": stats.provenance.to_dict()}))
     else:
         print(f"statistics of {args.source}: N={_n(stats.n)}, d={stats.dim}, mode={stats.provenance.mode}")
@@ -138,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     warnings.simplefilter("ignore", FidkitWarning)  # printed by us, once, with the result
     try:
-        return {"fid": _run_fid, "stats": _run_stats}[args.command](args)
+        return {"fid": _run_fid, "eval": _run_eval, "stats": _run_stats}[args.command](args)
     except FidkitError as e:
         print(f"fidkit: error: {e}", file=sys.stderr)
         return next((code for cls, code in EXIT_CODES.items() if isinstance(e, cls)), 1)

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from .errors import BadInputError
 from .features import InceptionExtractor
+from .features.inception import TAPS
 from .images import TAG_TEXT
 from .preprocess import Mode
 from .sources import ImageSource
 from .stats import FeatureStats
+from .store import FeatureStore
 
 
 def default_workers() -> int:
@@ -73,29 +77,54 @@ def _prepared_batches(source: ImageSource, mode: Mode, batch_size: int, workers:
                     f.cancel()
 
 
-def extract_stats(source: ImageSource, extractor: InceptionExtractor, mode: Mode, *,
-                  batch_size: int = 32, workers: int | None = None, progress: bool = False,
-                  taps=("pool3",)) -> tuple[dict[str, FeatureStats], list[str]]:
-    """Stream ``source`` through the network; return statistics per tap and warnings."""
+@dataclasses.dataclass
+class Extracted:
+    """What one feature pass over a source produced."""
+
+    stats: dict[str, FeatureStats]        # streamed statistics per tap
+    features: dict[str, np.ndarray]        # kept per-sample features per tap (float32, maybe memory-mapped)
+    warnings: list[str]
+
+
+def extract(source: ImageSource, extractor: InceptionExtractor, mode: Mode, *, stream=("pool3",), keep=(),
+            batch_size: int = 32, workers: int | None = None, progress: bool = False) -> Extracted:
+    """One pass of ``source`` through the network.
+
+    Taps in ``stream`` are folded into streaming statistics (O(d^2) memory);
+    taps in ``keep`` are stored per sample (float32, spilled to disk when large).
+    A tap may be in both.  Every tap comes from the same forward.
+    """
     if batch_size < 1:
         raise BadInputError(f"batch_size must be at least 1, got {batch_size}")
     workers = default_workers() if workers is None else workers
     if workers < 1:
         raise BadInputError(f"workers must be at least 1, got {workers}")
-    from .features.inception import TAPS
-    stats = {t: FeatureStats.empty(TAPS[t], extractor.provenance(mode.name, t, source.description)) for t in taps}
+    taps = tuple(dict.fromkeys((*stream, *keep)))
+    stats = {t: FeatureStats.empty(TAPS[t], extractor.provenance(mode.name, t, source.description)) for t in stream}
+    stores = {t: FeatureStore(TAPS[t]) for t in keep}
     diagnostics = Diagnostics(source.description)
+    n = 0
     with tqdm(total=source.count, unit="img", desc=_short(source.description), disable=not progress,
               leave=False, dynamic_ncols=True) as bar:
         for batch in _prepared_batches(source, mode, batch_size, workers, diagnostics):
             feats = extractor(batch, taps)
-            for t in taps:
+            for t in stream:
                 stats[t].update(feats[t])
+            for t in keep:
+                stores[t].append(feats[t])
+            n += batch.shape[0]
             bar.update(batch.shape[0])
-    n = stats[taps[0]].n
     if n == 0:
         raise BadInputError(f"{source.description}: no images")
-    return stats, diagnostics.messages(n)
+    return Extracted(stats, {t: s.array() for t, s in stores.items()}, diagnostics.messages(n))
+
+
+def extract_stats(source: ImageSource, extractor: InceptionExtractor, mode: Mode, *,
+                  batch_size: int = 32, workers: int | None = None, progress: bool = False,
+                  taps=("pool3",)) -> tuple[dict[str, FeatureStats], list[str]]:
+    """Streamed statistics per tap, and warnings (the FID path)."""
+    out = extract(source, extractor, mode, stream=taps, batch_size=batch_size, workers=workers, progress=progress)
+    return out.stats, out.warnings
 
 
 def _short(text: str, width: int = 40) -> str:

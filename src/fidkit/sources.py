@@ -33,6 +33,7 @@ from . import cache
 from .errors import BadInputError
 from .images import IMAGE_SUFFIXES, JPEG_SUFFIXES, array_to_rgb_uint8, decode_image
 from .provenance import Provenance
+from .reference import Reference
 from .stats import FeatureStats
 
 Loaded = tuple[np.ndarray, frozenset]
@@ -52,7 +53,12 @@ class ImageSource:
 @dataclasses.dataclass
 class StatsSource:
     description: str
-    stats: FeatureStats
+    reference: Reference
+
+    @property
+    def stats(self) -> FeatureStats:
+        """The pool3 statistics (what FID needs)."""
+        return self.reference.stats["pool3"]
 
 
 @dataclasses.dataclass
@@ -80,7 +86,8 @@ def open_source(spec, *, value_range: tuple[float, float] | None = None, limit: 
     if limit is not None and limit < 1:
         raise BadInputError(f"limit must be at least 1, got {limit}")
     if isinstance(spec, FeatureStats):
-        return StatsSource(spec.provenance.source or "statistics", spec)
+        desc = spec.provenance.source or "statistics"
+        return StatsSource(desc, Reference({"pool3": spec}, description=desc))
     if isinstance(spec, (str, os.PathLike)):
         return _open_path(Path(spec), str(spec), value_range, limit)
     if isinstance(spec, (torch.Tensor, np.ndarray)):
@@ -102,7 +109,7 @@ def _open_path(path: Path, text: str, value_range, limit) -> Source:
         if cache.is_stats_name(text):
             named = cache.named_stats_path(text)
             if named.is_file():
-                return StatsSource(f"{text} ({named})", FeatureStats.load(named))
+                return StatsSource(f"{text} ({named})", Reference.load(named))
             names = cache.list_named_stats()
             hint = f"; saved names: {', '.join(names)}" if names else ""
             raise BadInputError(f"{text}: no such file, folder or saved statistics name{hint}")
@@ -232,7 +239,7 @@ def _npz(path: Path, value_range, limit) -> Source:
                 # fidkit's own statistics, or pytorch-fid / clean-fid / TTUR / ADM
                 # reference files (ADM's also hold a 10k image batch in arr_0, but
                 # its published FIDs use the stored whole-dataset moments).
-                return StatsSource(str(path), FeatureStats._from_npz(z, str(path)))
+                return StatsSource(str(path), Reference.from_npz(z, str(path)))
     except (OSError, ValueError, zipfile.BadZipFile) as e:
         raise BadInputError(f"{path}: cannot read .npz ({e})") from e
     key = "arr_0" if "arr_0" in keys else (keys[0] if len(keys) == 1 else None)

@@ -9,17 +9,13 @@ the same formula merges shards, processes and checkpoints.
 from __future__ import annotations
 
 import os
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ._io import atomic_write
 from .errors import BadInputError
 from .provenance import Provenance
-
-FORMAT = "fidkit-stats-v1"
 
 
 class FeatureStats:
@@ -135,42 +131,16 @@ class FeatureStats:
 
     # persistence ------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:
-        """Write ``.npz`` (no pickle): ``mu``/``sigma`` as pytorch-fid and clean-fid read them, plus ``n`` and provenance."""
-        path = Path(path)
-        arrays = {
-            "format": np.array(FORMAT),
-            "mu": self.mean,
-            "sigma": self.cov,
-            "provenance": np.array(self.provenance.to_json()),
-        }
-        if self.n is not None:
-            arrays["n"] = np.array(self.n, dtype=np.int64)
-        with atomic_write(path) as f:
-            np.savez(f, **arrays)
-        return path
+        """Write ``.npz`` (no pickle): ``mu``/``sigma`` as pytorch-fid and clean-fid read them, plus ``n`` and
+        provenance.  See :mod:`fidkit.reference` for the layout."""
+        from .reference import Reference
+        return Reference({"pool3": self}).save(path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "FeatureStats":
-        """Read statistics written by :meth:`save`, or any ``.npz`` with ``mu`` and ``sigma``."""
-        path = Path(path)
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                return cls._from_npz(z, str(path))
-        except (OSError, ValueError, zipfile.BadZipFile) as e:
-            raise BadInputError(f"{path}: not a readable statistics file ({e})") from e
-
-    @classmethod
-    def _from_npz(cls, z, source: str) -> "FeatureStats":
-        if "mu" not in z.files or "sigma" not in z.files:
-            raise BadInputError(f"{source}: no 'mu' and 'sigma' arrays (found {sorted(z.files)})")
-        n = int(z["n"]) if "n" in z.files else None
-        if "provenance" in z.files:
-            prov = Provenance.from_json(str(z["provenance"]))
-        else:
-            prov = Provenance.unknown(source)
-        stats = cls.from_moments(z["mu"], z["sigma"], n, prov)
-        stats.provenance = prov.with_source(prov.source or source)
-        return stats
+        """Read pool3 statistics written by :meth:`save`, or any ``.npz`` with ``mu`` and ``sigma``."""
+        from .reference import Reference
+        return Reference.load(path).stats["pool3"]
 
     def __repr__(self) -> str:
         return f"FeatureStats(n={self.n}, dim={self.dim}, provenance={self.provenance})"

@@ -95,9 +95,20 @@ def _warn_if_probabilities(x: np.ndarray) -> None:
                       FidkitWarning, stacklevel=3)
 
 
-def as_finite_2d(a, name: str) -> np.ndarray:
-    """``a`` (numpy or torch, ``samples x dims``) as float64 numpy; refuses NaN/Inf and empty input."""
-    x = _as_2d_float64(a, name)
+def as_finite_2d(a, name: str, *, keep_float32: bool = False) -> np.ndarray:
+    """``a`` (numpy or torch, ``samples x dims``) as float64 numpy; refuses NaN/Inf and empty input.
+
+    ``keep_float32`` leaves float32 input (e.g. a memory-mapped 50k x 2048 feature
+    store) as it is instead of doubling its size; callers convert the rows they use.
+    """
+    if keep_float32:
+        x = a.detach().cpu().numpy() if hasattr(a, "detach") else np.asarray(a)
+        if x.dtype != np.float32:
+            x = _as_2d_float64(x, name)
+        elif x.ndim != 2:
+            raise BadInputError(f"{name} must be a 2-D array (samples x dimensions), got shape {x.shape}")
+    else:
+        x = _as_2d_float64(a, name)
     if x.shape[0] == 0 or x.shape[1] == 0:
         raise BadInputError(f"{name} is empty (shape {x.shape})")
     if not np.isfinite(x).all():

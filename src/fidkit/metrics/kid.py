@@ -41,8 +41,8 @@ def kernel_inception_distance(features_a, features_b, *, subsets: int = 100, sub
     and StyleGAN reduce too).  The result's ``subset_size`` is the size used.
     Memory is O(subset_size^2) whatever the number of samples.
     """
-    a = as_finite_2d(features_a, "features_a")
-    b = as_finite_2d(features_b, "features_b")
+    a = as_finite_2d(features_a, "features_a", keep_float32=True)
+    b = as_finite_2d(features_b, "features_b", keep_float32=True)
     if a.shape[1] != b.shape[1]:
         raise BadInputError(f"features_a has dimension {a.shape[1]} but features_b has {b.shape[1]}")
     subsets = positive_int(subsets, "subsets")
@@ -70,8 +70,8 @@ def kernel_inception_distance(features_a, features_b, *, subsets: int = 100, sub
     rng = np.random.RandomState(seed)
     values = []
     for _ in range(subsets):
-        x = a[rng.choice(n_a, subset_size, replace=False)]
-        y = b[rng.choice(n_b, subset_size, replace=False)]
+        x = a[rng.choice(n_a, subset_size, replace=False)].astype(np.float64)
+        y = b[rng.choice(n_b, subset_size, replace=False)].astype(np.float64)
         values.append(unbiased_mmd2(x, y, kernel))
     return ScoreWithSpread.from_values(values, subset_size)
 
