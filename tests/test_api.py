@@ -44,7 +44,7 @@ def test_pytorch_mode_equals_pytorch_fid(parity_folders, weights, monkeypatch):
 
 
 def test_statistics_equal_torch_fidelity_features(parity_folders, weights):
-    torch_fidelity = pytest.importorskip("torch_fidelity")
+    pytest.importorskip("torch_fidelity")
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
     a, _ = parity_folders
     ref_net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=weights)

@@ -107,6 +107,9 @@ def test_reference_without_features_names_what_is_missing(sets, weights, tmp_pat
 def test_bootstrap_interval_is_ordered_and_seeded(full, sets, weights):
     low, high = full["fid_ci"]
     assert 0 < low < high
+    for key in ("precision", "recall", "density", "coverage"):
+        lo, hi = full[f"{key}_ci"]
+        assert lo <= full[key] <= hi, key  # means of per-sample values: the interval brackets the estimate
     real, fake = sets
     again = fidkit.evaluate(real, fake, metrics="fid", weights=weights, device="cpu", bootstrap=20)
     assert again["fid_ci"] == full["fid_ci"]

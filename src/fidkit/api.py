@@ -200,10 +200,6 @@ def evaluate(a, b, *, metrics: str | Iterable[str] = DEFAULT_METRICS, mode: str 
         warnings.simplefilter("always", FidkitWarning)
         for name in names:
             values.update(_compute(name, real, fake, opts))
-        if opts.bootstrap and "fid" in values:
-            ci = M.fid_bootstrap(fake.features["pool3"], real.stats["pool3"], resamples=opts.bootstrap,
-                                 confidence=opts.confidence, seed=opts.seed)
-            values["fid_ci"] = [ci.low, ci.high]
     notes.extend(str(w.message) for w in caught if issubclass(w.category, FidkitWarning))
     _emit(notes)
     prov = next((s.provenance for side in (real, fake) for s in side.stats.values() if s.provenance.known),
@@ -216,35 +212,60 @@ def evaluate(a, b, *, metrics: str | Iterable[str] = DEFAULT_METRICS, mode: str 
 
 
 def _compute(name: str, real: _Side, fake: _Side, o: MetricOptions) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     if name == "fid":
-        return {"fid": M.frechet_distance(real.stats["pool3"], fake.stats["pool3"], force=True)}
-    if name == "sfid":
-        return {"sfid": M.frechet_distance(real.stats["spatial"], fake.stats["spatial"], force=True)}
-    if name == "kid":
+        out["fid"] = M.frechet_distance(real.stats["pool3"], fake.stats["pool3"], force=True)
+        if o.bootstrap:
+            ci = M.fid_bootstrap(fake.features["pool3"], real.stats["pool3"], resamples=o.bootstrap,
+                                 confidence=o.confidence, seed=o.seed)
+            out["fid_ci"] = [ci.low, ci.high]
+    elif name == "sfid":
+        out["sfid"] = M.frechet_distance(real.stats["spatial"], fake.stats["spatial"], force=True)
+    elif name == "kid":
         # torch-fidelity's order (generated first): with the same seed its subsets, hence its value.
         k = M.kernel_inception_distance(fake.features["pool3"], real.features["pool3"], subsets=o.kid_subsets,
                                         subset_size=o.kid_subset_size, seed=o.seed)
-        return {"kid": k.mean, "kid_std": k.std, "kid_subset_size": k.subset_size}
-    if name == "is":
+        out.update(kid=k.mean, kid_std=k.std, kid_subset_size=k.subset_size)
+    elif name == "is":
         s = M.inception_score(fake.features["logits_unbiased"], splits=o.is_splits, seed=o.seed)
-        return {"is": s.mean, "is_std": s.std}
-    if name == "pr":
+        out.update({"is": s.mean, "is_std": s.std})
+    elif name == "pr":
         pr = M.precision_recall(real.features["pool3"], fake.features["pool3"], k=o.pr_k)
-        return {"precision": pr.precision, "recall": pr.recall}
-    if name == "dc":
+        out.update(precision=pr.precision, recall=pr.recall)
+        out.update(_mean_intervals(o, precision=pr.fake_inside, recall=pr.real_inside))
+    elif name == "dc":
         dc = M.density_coverage(real.features["pool3"], fake.features["pool3"], k=o.dc_k)
-        return {"density": dc.density, "coverage": dc.coverage}
-    if name == "fid_inf":
+        out.update(density=dc.density, coverage=dc.coverage)
+        out.update(_mean_intervals(o, density=dc.fake_ball_counts / o.dc_k, coverage=dc.real_covered))
+    elif name == "fid_inf":
         e = M.fid_infinity(fake.features["pool3"], real.stats["pool3"], seed=o.seed)
-        return {"fid_inf": e.value, "fid_inf_sizes": list(e.sizes)}
-    if name == "is_inf":
+        out.update(fid_inf=e.value, fid_inf_sizes=[int(n) for n in e.sizes])
+    elif name == "is_inf":
         e = M.is_infinity(fake.features["logits_unbiased"], seed=o.seed)
-        return {"is_inf": e.value, "is_inf_sizes": list(e.sizes)}
-    if name == "noise_floor":
-        n = fake.n if fake.n is not None else len(real.features["pool3"]) // 2
-        n = min(n, len(real.features["pool3"]) // 2)
-        return {"noise_floor": M.fid_noise_floor(real.features["pool3"], n, seed=o.seed), "noise_floor_n": n}
-    raise AssertionError(name)
+        out.update(is_inf=e.value, is_inf_sizes=[int(n) for n in e.sizes])
+    elif name == "noise_floor":
+        n = min(fake.n if fake.n is not None else len(real.features["pool3"]), len(real.features["pool3"]) // 2)
+        out.update(noise_floor=M.fid_noise_floor(real.features["pool3"], n, seed=o.seed), noise_floor_n=n)
+    else:
+        raise AssertionError(name)
+    return out
+
+
+def _mean_intervals(o: MetricOptions, **per_sample: np.ndarray) -> dict[str, list[float]]:
+    """Bootstrap intervals of metrics that are means of per-sample values.
+
+    Precision and density average over generated samples (the real manifold held
+    fixed), recall and coverage over real samples (the generated one held fixed).
+    """
+    if not o.bootstrap:
+        return {}
+    out = {}
+    for key, values in per_sample.items():
+        v = np.asarray(values, dtype=np.float64)
+        ci = M.bootstrap_interval(lambda idx, v=v: v[idx].mean(), len(v), resamples=o.bootstrap,
+                                  confidence=o.confidence, seed=o.seed)
+        out[f"{key}_ci"] = [ci.low, ci.high]
+    return out
 
 
 def _sample_count_notes(real: _Side, fake: _Side) -> list[str]:

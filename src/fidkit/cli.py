@@ -136,7 +136,7 @@ def _run_fid(args) -> int:
     return 0
 
 
-_LABELS = [("fid", "FID"), ("fid_ci", "FID {:.0%} CI"), ("sfid", "sFID"), ("kid", "KID"), ("is", "IS"),
+_LABELS = [("fid", "FID"), ("sfid", "sFID"), ("kid", "KID"), ("is", "IS"),
            ("precision", "precision"), ("recall", "recall"), ("density", "density"), ("coverage", "coverage"),
            ("fid_inf", "FID-inf"), ("is_inf", "IS-inf"), ("noise_floor", "noise floor (real vs real FID)")]
 
@@ -155,10 +155,7 @@ def _run_eval(args) -> int:
         for key, label in _LABELS:
             if key not in v:
                 continue
-            if key == "fid_ci":
-                text = f"[{v[key][0]:.6f}, {v[key][1]:.6f}]  ({args.bootstrap} bootstrap resamples)"
-                label = label.format(args.confidence)
-            elif f"{key}_std" in v:
+            if f"{key}_std" in v:
                 text = f"{v[key]:.6f} ± {v[key + '_std']:.6f}"
             else:
                 text = f"{v[key]:.6f}"
@@ -166,6 +163,9 @@ def _run_eval(args) -> int:
                 text += f"  ({args.kid_subsets} subsets of {v['kid_subset_size']})"
             if key == "noise_floor":
                 text += f"  (two halves of N={v['noise_floor_n']})"
+            if f"{key}_ci" in v:
+                lo, hi = v[f"{key}_ci"]
+                text += f"  [{lo:.6f}, {hi:.6f}] ({args.confidence:.0%}, {args.bootstrap} bootstrap resamples)"
             if key in ("fid_inf", "is_inf"):
                 text += f"  (fit over N = {v[key + '_sizes'][0]}..{v[key + '_sizes'][-1]})"
             print(f"{label:>32}: {text}")

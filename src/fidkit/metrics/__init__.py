@@ -2,7 +2,8 @@
 
 from .bootstrap import BootstrapInterval, bootstrap_interval, fid_bootstrap, fid_noise_floor
 from .frechet import frechet_distance, frechet_distance_from_moments, trace_sqrt_product
-from .inception_score import ScoreWithSpread, inception_score
+from ._common import ScoreWithSpread
+from .inception_score import inception_score
 from .infinity import Extrapolation, extrapolate_to_infinity, fid_infinity, is_infinity
 from .kid import kernel_inception_distance
 from .prdc import DensityCoverage, PrecisionRecall, density_coverage, precision_recall

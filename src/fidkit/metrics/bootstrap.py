@@ -22,7 +22,7 @@ import numpy as np
 from ..errors import BadInputError
 from ..stats import FeatureStats
 from .frechet import frechet_distance_from_moments
-from .inception_score import as_finite_2d, positive_int
+from ._common import as_finite_2d, positive_int
 
 #: Rows per matrix product in the weighted covariance (bounds the temporary copy).
 _CHUNK_ROWS = 8192

@@ -26,7 +26,8 @@ import numpy as np
 from ..errors import BadInputError, FidkitWarning
 from ..stats import FeatureStats
 from .frechet import frechet_distance_from_moments
-from .inception_score import as_finite_2d, inception_score, positive_int
+from ._common import as_finite_2d, positive_int
+from .inception_score import inception_score
 
 
 @dataclasses.dataclass(frozen=True)

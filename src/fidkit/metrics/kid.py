@@ -28,7 +28,7 @@ import warnings
 import numpy as np
 
 from ..errors import BadInputError, FidkitWarning
-from .inception_score import ScoreWithSpread, as_finite_2d, positive_int
+from ._common import ScoreWithSpread, as_finite_2d, positive_int
 
 
 def kernel_inception_distance(features_a, features_b, *, subsets: int = 100, subset_size: int = 1000,

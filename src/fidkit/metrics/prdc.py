@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from ..errors import BadInputError
-from .inception_score import positive_int
+from ._common import positive_int
 
 DEFAULT_BLOCK_SIZE = 1024
 
@@ -40,6 +40,10 @@ class PrecisionRecall:
     precision: float
     recall: float
     k: int
+    #: per generated sample: inside the real manifold (precision is its mean)
+    fake_inside: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
+    #: per real sample: inside the generated manifold (recall is its mean)
+    real_inside: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def f_score(self) -> float:
@@ -53,6 +57,10 @@ class DensityCoverage:
     density: float
     coverage: float
     k: int
+    #: per generated sample: number of real balls containing it (density is their mean / k)
+    fake_ball_counts: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
+    #: per real sample: its ball contains a generated sample (coverage is its mean)
+    real_covered: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
 
 
 def precision_recall(real, fake, *, k: int = 3, block_size: int = DEFAULT_BLOCK_SIZE,
@@ -70,16 +78,17 @@ def precision_recall(real, fake, *, k: int = 3, block_size: int = DEFAULT_BLOCK_
     real_sq, fake_sq = _sq_norms(real_t), _sq_norms(fake_t)
     real_r2 = _kth_neighbour_sq_radii(real_t, real_sq, k, block_size)
     fake_r2 = _kth_neighbour_sq_radii(fake_t, fake_sq, k, block_size)
-    fakes_inside = 0
+    fake_inside = torch.zeros(fake_t.shape[0], dtype=torch.bool, device=fake_t.device)
     real_inside = torch.zeros(real_t.shape[0], dtype=torch.bool, device=real_t.device)
     # One pass over fake-vs-real distances serves both directions.
     for start in range(0, fake_t.shape[0], block_size):
         stop = min(start + block_size, fake_t.shape[0])
         d2 = _sq_distances(fake_t[start:stop], fake_sq[start:stop], real_t, real_sq)
-        fakes_inside += int((d2 <= real_r2[None, :]).any(dim=1).sum())
+        fake_inside[start:stop] = (d2 <= real_r2[None, :]).any(dim=1)
         real_inside |= (d2 <= fake_r2[start:stop, None]).any(dim=0)
-    return PrecisionRecall(precision=fakes_inside / fake_t.shape[0],
-                           recall=int(real_inside.sum()) / real_t.shape[0], k=k)
+    return PrecisionRecall(precision=int(fake_inside.sum()) / fake_t.shape[0],
+                           recall=int(real_inside.sum()) / real_t.shape[0], k=k,
+                           fake_inside=fake_inside.cpu().numpy(), real_inside=real_inside.cpu().numpy())
 
 
 def density_coverage(real, fake, *, k: int = 5, block_size: int = DEFAULT_BLOCK_SIZE,
@@ -91,16 +100,17 @@ def density_coverage(real, fake, *, k: int = 5, block_size: int = DEFAULT_BLOCK_
     _require_neighbours(real_t, "real", k)
     real_sq, fake_sq = _sq_norms(real_t), _sq_norms(fake_t)
     real_r2 = _kth_neighbour_sq_radii(real_t, real_sq, k, block_size)
-    balls_containing = 0
+    counts = torch.zeros(fake_t.shape[0], dtype=torch.long, device=fake_t.device)
     nearest_fake_d2 = torch.full_like(real_r2, float("inf"))
     for start in range(0, fake_t.shape[0], block_size):
         stop = min(start + block_size, fake_t.shape[0])
         d2 = _sq_distances(fake_t[start:stop], fake_sq[start:stop], real_t, real_sq)
-        balls_containing += int((d2 < real_r2[None, :]).sum())
+        counts[start:stop] = (d2 < real_r2[None, :]).sum(dim=1)
         nearest_fake_d2 = torch.minimum(nearest_fake_d2, d2.min(dim=0).values)
-    covered = int((nearest_fake_d2 < real_r2).sum())
-    return DensityCoverage(density=balls_containing / (k * fake_t.shape[0]),
-                           coverage=covered / real_t.shape[0], k=k)
+    covered = nearest_fake_d2 < real_r2
+    return DensityCoverage(density=int(counts.sum()) / (k * fake_t.shape[0]),
+                           coverage=int(covered.sum()) / real_t.shape[0], k=k,
+                           fake_ball_counts=counts.cpu().numpy(), real_covered=covered.cpu().numpy())
 
 
 def _kth_neighbour_sq_radii(x: torch.Tensor, x_sq: torch.Tensor, k: int, block_size: int) -> torch.Tensor:
