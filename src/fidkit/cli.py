@@ -127,13 +127,17 @@ def _run_fid(args) -> int:
         print(json.dumps(record))
     else:
         print(f"FID: {result.fid:.6f}")
-        print(f"  real: {result.a} (N={_n(result.n_a)})")
-        print(f"  fake: {result.b} (N={_n(result.n_b)})")
-        sha = record["weights_sha256"]
-        print(f"  mode: {result.mode}  layer: {record['layer']}  extractor: {record['extractor']}"
-              f"  weights: {sha[:12] + '…' if sha else None}  device: {result.device}")
+        _print_settings(result, record)
     _print_warnings(result.warnings, args.quiet)
     return 0
+
+
+def _print_settings(result, record: dict) -> None:
+    print(f"  real: {result.a} (N={_n(result.n_a)})")
+    print(f"  fake: {result.b} (N={_n(result.n_b)})")
+    sha = record["weights_sha256"]
+    print(f"  mode: {result.mode}  layer: {record['layer']}  extractor: {record['extractor']}"
+          f"  weights: {sha[:12] + '…' if sha else None}  device: {result.device}")
 
 
 _LABELS = [("fid", "FID"), ("sfid", "sFID"), ("kid", "KID"), ("is", "IS"),
@@ -169,11 +173,7 @@ def _run_eval(args) -> int:
             if key in ("fid_inf", "is_inf"):
                 text += f"  (fit over N = {v[key + '_sizes'][0]}..{v[key + '_sizes'][-1]})"
             print(f"{label:>32}: {text}")
-        print(f"  real: {result.a} (N={_n(result.n_a)})")
-        print(f"  fake: {result.b} (N={_n(result.n_b)})")
-        sha = record["weights_sha256"]
-        print(f"  mode: {result.mode}  extractor: {record['extractor']}"
-              f"  weights: {sha[:12] + '…' if sha else None}  device: {result.device}")
+        _print_settings(result, record)
     _print_warnings(result.warnings, args.quiet)
     return 0
 
