@@ -296,8 +296,7 @@ def fid(a, b, *, mode: str | None = None, weights: str | os.PathLike | None = No
     """
     r = evaluate(a, b, metrics=("fid",), mode=mode, weights=weights, device=device, batch_size=batch_size,
                  workers=workers, limit=limit, value_range=value_range, force=force, progress=progress)
-    return FIDResult(fid=r.values["fid"], n_a=r.n_a, n_b=r.n_b, a=r.a, b=r.b, mode=r.mode, provenance=r.provenance,
-                     warnings=r.warnings, seconds=r.seconds, device=r.device)
+    return FIDResult(**{f.name: getattr(r, f.name) for f in dataclasses.fields(r)})
 
 
 def compute_reference(source, *, features: bool = False, spatial: bool = True, mode: str | None = None,

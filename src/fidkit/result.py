@@ -9,33 +9,6 @@ from .provenance import Provenance
 
 
 @dataclasses.dataclass
-class FIDResult:
-    fid: float
-    n_a: int | None
-    n_b: int | None
-    a: str
-    b: str
-    mode: str | None
-    provenance: Provenance
-    warnings: list[str] = dataclasses.field(default_factory=list)
-    seconds: float = 0.0
-    device: str | None = None
-
-    def __float__(self) -> float:
-        return self.fid
-
-    def to_dict(self) -> dict[str, Any]:
-        from . import __version__
-        p = self.provenance
-        return {
-            "fid": self.fid, "n_a": self.n_a, "n_b": self.n_b, "a": self.a, "b": self.b,
-            "mode": self.mode, "extractor": p.extractor, "layer": p.layer, "weights_sha256": p.weights_sha256,
-            "device": self.device, "seconds": round(self.seconds, 3), "warnings": list(self.warnings),
-            "fidkit_version": __version__,
-        }
-
-
-@dataclasses.dataclass
 class EvalResult:
     """Every requested metric with the sample counts, settings, provenance and warnings."""
 
@@ -64,3 +37,14 @@ class EvalResult:
             "weights_sha256": p.weights_sha256, "device": self.device, "seconds": round(self.seconds, 3),
             "warnings": list(self.warnings), "fidkit_version": __version__,
         }
+
+
+class FIDResult(EvalResult):
+    """What :func:`fidkit.fid` returns: an :class:`EvalResult` whose one metric is ``fid``."""
+
+    @property
+    def fid(self) -> float:
+        return self.values["fid"]
+
+    def __float__(self) -> float:
+        return self.fid

@@ -11,7 +11,7 @@ eigen-decomposition restricted to the numerically non-zero eigenvalues (correct
 for singular covariances, N < d).  Eigenvalues below the solver's rounding level
 are treated as zero instead of producing NaN or imaginary parts.
 
-This replaces ``scipy.linalg.sqrtm`` (slow, and version-dependent: scipy#19415)
+This replaces SciPy's general matrix square root (slow, and version-dependent: scipy#19415)
 and the ``eps`` retry of the TTUR code, and never discards an imaginary part.
 """
 
