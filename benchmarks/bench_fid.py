@@ -535,21 +535,30 @@ def _children_cpu_s() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def wait_until_quiet(threshold: float, max_wait: float, probe: float = 5.0) -> dict:
-    """Wait (up to ``max_wait`` s) until other processes use less than ``threshold`` of the machine's CPU."""
+def wait_until_quiet(threshold: float, max_wait: float, quiet_for: float = 30.0, probe: float = 5.0) -> dict:
+    """Wait (up to ``max_wait`` s) until other processes have used less than ``threshold`` of the
+    machine's CPU for ``quiet_for`` seconds in a row."""
     ncpu = os.cpu_count() or 1
     t0 = time.perf_counter()
     announced = False
+    quiet_since = None
     while True:
         b0 = _busy_cpu_s()
         time.sleep(probe)
         b1 = _busy_cpu_s()
         share = None if b0 is None or b1 is None else (b1 - b0) / (probe * ncpu)
-        waited = time.perf_counter() - t0
-        if share is None or share < threshold or waited >= max_wait:
+        now = time.perf_counter()
+        waited = now - t0
+        if share is None:
+            return {"waited_s": waited, "load_before": None}
+        if share < threshold:
+            quiet_since = quiet_since if quiet_since is not None else now - probe
+        else:
+            quiet_since = None
+        quiet = quiet_since is not None and now - quiet_since >= quiet_for
+        if quiet or waited >= max_wait:
             if announced:
-                print(f" {'quiet' if share is not None and share < threshold else 'still busy'} after {waited:.0f} s",
-                      flush=True)
+                print(f" {'quiet' if quiet else 'still busy'} after {waited:.0f} s", flush=True)
             return {"waited_s": waited, "load_before": share}
         if not announced:
             print(f"  waiting for other processes to finish (they use {share:.0%} of the CPU) ...", end="",
