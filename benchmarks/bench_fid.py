@@ -33,6 +33,7 @@ import os
 import platform
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -123,10 +124,14 @@ class TreeMemorySampler:
             self._thread.join()
 
 
-def _memory_report(sampler: TreeMemorySampler | None) -> dict:
+def _memory_report(sampler: TreeMemorySampler | None, child_kb_before: int) -> dict:
     self_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     child_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # the largest waited-for child
-    rep = {"peak_rss_main_mb": self_kb / 1024, "peak_rss_largest_child_mb": child_kb / 1024 if child_kb else 0.0}
+    # ``import torch`` already ran a helper process (its ru_maxrss, ~0.4 GB, is the importing process's size at
+    # fork time); a larger value after the measured call comes from the library's own worker processes.
+    rep = {"peak_rss_main_mb": self_kb / 1024,
+           "peak_rss_largest_child_mb": child_kb / 1024 if child_kb > child_kb_before else 0.0,
+           "peak_rss_children_before_call_mb": child_kb_before / 1024}
     if sampler is not None and sampler.available:
         rep["peak_pss_tree_mb"] = sampler.peak_kb / 1024
         rep["procs_at_peak"] = sampler.peak_procs
@@ -267,7 +272,7 @@ def child_fid_fidkit(spec: dict) -> dict:
         np.savez(spec["stats_out"], mu_a=sa.mean, cov_a=sa.cov, n_a=sa.n, mu_b=sb.mean, cov_b=sb.cov, n_b=sb.n)
     from fidkit.extract import default_workers
     return {"fid": float(result.fid), "fid_stepwise": float(value), "total_s": total, "extract_s": extract,
-            "frechet_s": frechet, "frechet_route": "fidkit (Cholesky + eigvalsh)", "extractor_get_cached_s": load_cached,
+            "frechet_s": frechet, "frechet_route": "fidkit", "extractor_get_cached_s": load_cached,
             "loader": f"{default_workers()} decode threads", "batch_size": 32, "version": fidkit.__version__,
             "n_a": sa.n, "n_b": sb.n, "warnings": caught}
 
@@ -465,11 +470,12 @@ def run_child(task: str, spec: dict) -> None:
         _emit(dict(info, skipped=f"{lib} is not installed (python -m pip install {lib})"))
         return
     sampler = TreeMemorySampler() if spec.get("pss") else None
+    child_kb_before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     with sampler if sampler is not None else contextlib.nullcontext():
         t0 = time.perf_counter()
         result = CHILDREN[task](spec)
         result["child_wall_s"] = time.perf_counter() - t0
-    result.update(_memory_report(sampler))
+    result.update(_memory_report(sampler, child_kb_before))
     _emit(dict(info, **result))
 
 
@@ -560,19 +566,58 @@ def wait_until_quiet(threshold: float, max_wait: float, quiet_for: float = 30.0,
             if announced:
                 print(f" {'quiet' if quiet else 'still busy'} after {waited:.0f} s", flush=True)
             return {"waited_s": waited, "load_before": share}
-        if not announced:
+        if not announced and share >= threshold:
             print(f"  waiting for other processes to finish (they use {share:.0%} of the CPU) ...", end="",
                   flush=True)
             announced = True
 
 
+class MeasurementStore:
+    """Clean measurements saved in the workdir as they finish, so that ``--resume`` can skip them."""
+
+    def __init__(self, path: Path, enabled: bool):
+        self.path, self.enabled = path, enabled
+        self.data = {}
+        if enabled and path.exists():
+            try:
+                self.data = json.loads(path.read_text())
+            except ValueError:
+                self.data = {}
+
+    @staticmethod
+    def key(task: str, spec: dict) -> str:
+        return task + " " + json.dumps(spec, sort_keys=True)
+
+    def get(self, task: str, spec: dict) -> dict | None:
+        res = self.data.get(self.key(task, spec)) if self.enabled else None
+        outputs = [spec[k] for k in ("stats_out", "features_out") if spec.get(k)]
+        if res is None or not all(os.path.exists(o) for o in outputs):
+            return None
+        return res
+
+    def put(self, task: str, spec: dict, res: dict) -> None:
+        if "error" in res or res.get("foreign_cpu_share", 0) > BUSY_WARN:
+            return
+        self.data[self.key(task, spec)] = res
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=1))
+        os.replace(tmp, self.path)
+
+
 def launch(task: str, spec: dict, log, timeout: float | None, quiet: tuple[float, float] | None = None,
-           retries: int = 0) -> dict:
+           retries: int = 0, store: MeasurementStore | None = None) -> dict:
     """Run one child; with ``retries``, run it again (after waiting for quiet) while others loaded the machine."""
+    if store is not None:
+        cached = store.get(task, spec)
+        if cached is not None:
+            print(f"  {task}: reusing the measurement saved in the workdir (--resume)")
+            return dict(cached, reused=True)
     for attempt in range(retries + 1):
         res = _launch_once(task, spec, log, timeout, quiet)
         if res.get("foreign_cpu_share", 0) <= BUSY_WARN or "error" in res or attempt == retries:
             res["attempts"] = attempt + 1
+            if store is not None:
+                store.put(task, spec, res)
             return res
         print(f"  ... repeating {task}: the machine was shared")
     raise AssertionError("unreachable")
@@ -697,13 +742,14 @@ def render(results: dict) -> str:
         exact = next((c.get("exact") for c in results.get("frechet", {}).get("cases", [])
                       if c.get("exact") and c["n_a"] == cfg["n"]), None)
         if exact and ref_fid:
-            notes.append(f"exact Fréchet distance of torch-fidelity's own features = {exact:.9g}: torch-fidelity's "
-                         f"FID is off by {abs(ref_fid - exact) / exact:.1e} (its eigvals route), fidkit's FID by "
-                         f"{abs(fk['fid'] - exact) / exact:.1e} (float32 feature differences)")
+            notes.append(f"exact Fréchet distance of torch-fidelity's own features = {exact:.9g}; torch-fidelity's "
+                         f"FID differs from it by {abs(ref_fid - exact) / exact:.1e}, fidkit's FID (its own features "
+                         f"and Fréchet route) by {abs(fk['fid'] - exact) / exact:.1e}; the Fréchet table below "
+                         "separates the routes' share")
     lines.append("Extraction = both feature passes incl. decoding, resizing and statistics, network already loaded; "
                  "img/s = 2N / extraction s. total s = the whole one-call FID incl. network loading. "
-                 "Peak RSS = ru_maxrss of the library's process, and of its largest data-loader worker (a forked worker "
-                 "also counts the pages it shares with its parent)."
+                 "Peak RSS = ru_maxrss of the library's process, and of its largest data-loader worker process (a forked "
+                 "worker also counts the pages it shares with its parent; fidkit decodes in threads)."
                  + (" Peak PSS = sampled sum over the process and its workers, shared pages counted once." if pss else ""))
     lines += [f"- {n}" for n in notes]
     lines.append("")
@@ -805,8 +851,11 @@ def main(argv=None) -> int:
     p.add_argument("--retries", type=int, default=0,
                    help="run a measurement again (up to this many times) when other processes used more than "
                         f"{BUSY_WARN * 100:.0f}%% of the CPU while it ran")
+    p.add_argument("--resume", action="store_true",
+                   help="reuse the clean measurements an earlier (interrupted) run with the same --workdir saved")
     p.add_argument("--idle-threshold", type=float, default=0.05,
                    help="share of the machine's CPU used by others below which it counts as quiet")
+    p.add_argument("--render", type=Path, metavar="JSON", help="only print the tables of an earlier run's JSON")
     p.add_argument("--run-one", help=argparse.SUPPRESS)
     p.add_argument("--spec", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -814,9 +863,23 @@ def main(argv=None) -> int:
     if args.run_one:
         run_child(args.run_one, json.loads(args.spec))
         return 0
+    if args.render:
+        print(render(json.loads(args.render.read_text())))
+        return 0
 
     if args.quick:
         args.n, args.n_large = 100, 300
+    if args.resume and args.workdir is None:
+        p.error("--resume needs --workdir (the saved measurements live there)")
+
+    parent_pid = os.getpid()
+
+    def on_signal(signum, _frame):
+        if os.getpid() != parent_pid:  # a forked image-writing worker being shut down by its pool
+            os._exit(128 + signum)
+        print(f"\n[{time.strftime('%H:%M:%S')}] benchmark terminated by signal {signum}", file=sys.stderr, flush=True)
+        sys.exit(128 + signum)
+    signal.signal(signal.SIGTERM, on_signal)
     libs = [x.strip() for x in args.libs.split(",") if x.strip()]
     unknown = set(libs) - set(LIBS)
     if unknown:
@@ -869,8 +932,11 @@ def main(argv=None) -> int:
         quiet = (args.idle_threshold, args.wait_idle)
         stats_path = workdir / f"fidkit-stats-{args.n}.npz"
         feats_path = workdir / f"torch-fidelity-features-{args.n}.npz"
-        for stale in (stats_path, feats_path):
-            stale.unlink(missing_ok=True)
+        store = MeasurementStore(workdir / f"measurements-{args.n}-{args.n_large}.json", args.resume)
+        if not args.resume:
+            store.path.unlink(missing_ok=True)
+            for stale in (stats_path, feats_path):
+                stale.unlink(missing_ok=True)
 
         with open(log_path, "w") as log:
             if "fid" not in skip:
@@ -880,21 +946,21 @@ def main(argv=None) -> int:
                         spec["stats_out"] = str(stats_path)
                     if lib == "torch-fidelity":
                         spec["features_out"] = str(feats_path)
-                    r = launch(f"fid:{lib}", spec, log, args.timeout, quiet, args.retries)
+                    r = launch(f"fid:{lib}", spec, log, args.timeout, quiet, args.retries, store)
                     r["n_images"] = 2 * args.n
                     results["fid"][lib] = r
             if "frechet" not in skip:
                 results["frechet"] = launch("frechet", dict(base, stats=str(stats_path), features=str(feats_path),
                                                             synthetic=not args.no_synthetic_fd,
-                                                            repeats=args.fd_repeats), log, args.timeout, quiet, args.retries)
+                                                            repeats=args.fd_repeats), log, args.timeout, quiet, args.retries, store)
             if "scaling" not in skip:
                 if "fidkit" in libs:
                     for n, folder in ((args.n, set_a), (args.n_large, set_large)):
-                        r = launch("scale:fidkit", dict(base, a=str(folder)), log, args.timeout, quiet, args.retries)
+                        r = launch("scale:fidkit", dict(base, a=str(folder)), log, args.timeout, quiet, args.retries, store)
                         results["scaling"][f"fidkit-{n}"] = dict(r, lib="fidkit", n=r.get("n", n))
                 if args.anchor_scaling and "torch-fidelity" in libs:
                     r = launch("scale:torch-fidelity", dict(base, a=str(set_large), b=str(set_b), n=args.n_large),
-                               log, args.timeout, quiet, args.retries)
+                               log, args.timeout, quiet, args.retries, store)
                     results["scaling"][f"torch-fidelity-{args.n_large}"] = dict(r, lib="torch-fidelity",
                                                                                 n=args.n_large)
                     tf = results["fid"].get("torch-fidelity")
@@ -903,7 +969,7 @@ def main(argv=None) -> int:
                             tf, lib="torch-fidelity", n=args.n)
             if "parity" not in skip:
                 results["parity"] = launch("parity", dict(base, a=str(set_a), n=min(args.parity_n, args.n)),
-                                           log, args.timeout, quiet, args.retries)
+                                           log, args.timeout, quiet, args.retries, store)
     finally:
         if own_tmp:
             shutil.rmtree(workdir, ignore_errors=True)
