@@ -88,16 +88,3 @@ def to_rgb_uint8(im: Image.Image, name: str) -> tuple[np.ndarray, frozenset[str]
     if arr.ndim != 3 or arr.shape[2] != 3:
         raise BadInputError(f"{name}: decoded to shape {arr.shape}, expected H x W x 3")
     return arr, frozenset(tags)
-
-
-def array_to_rgb_uint8(a: np.ndarray, name: str) -> tuple[np.ndarray, frozenset[str]]:
-    """An ``H x W x C`` uint8 array (C = 1, 3 or 4) to ``H x W x 3``."""
-    if a.ndim == 2:
-        a = a[:, :, None]
-    if a.ndim != 3 or a.shape[2] not in (1, 3, 4):
-        raise BadInputError(f"{name}: image of shape {a.shape}; expected H x W x C with C in 1, 3, 4")
-    if a.shape[2] == 3:
-        return a, frozenset()
-    if a.shape[2] == 1:
-        return np.repeat(a, 3, axis=2), frozenset({"gray"})
-    return a[:, :, :3], frozenset({"alpha"})

@@ -31,7 +31,7 @@ import torch
 
 from . import cache
 from .errors import BadInputError
-from .images import IMAGE_SUFFIXES, JPEG_SUFFIXES, array_to_rgb_uint8, decode_image
+from .images import IMAGE_SUFFIXES, JPEG_SUFFIXES, decode_image
 from .provenance import Provenance
 from .reference import Reference
 from .stats import FeatureStats
@@ -328,65 +328,76 @@ def _array_images(batches: Iterable, where: str, value_range, limit, *, count: i
 
 def to_uint8_nhwc(batch, where: str, value_range, *, channels_last: bool | None = None
                   ) -> list[tuple[np.ndarray, frozenset]]:
-    """Check and convert one batch of images to uint8 ``H x W x 3`` arrays with tags.
+    """Check and convert one batch of images to uint8 ``H x W x 3`` arrays with tags (see :func:`to_uint8_nchw`)."""
+    u8, tags = to_uint8_nchw(batch, where, value_range, channels_last=channels_last)
+    arr = u8.cpu().permute(0, 2, 3, 1).numpy()
+    return [(img, tags) for img in arr]
+
+
+def to_uint8_nchw(batch, where: str, value_range, *, channels_last: bool | None = None
+                  ) -> tuple[torch.Tensor, frozenset]:
+    """Check and convert one batch of images to a uint8 ``N x 3 x H x W`` tensor, and its conversion tags.
 
     Tensors are NCHW and numpy arrays NHWC unless ``channels_last`` says
-    otherwise.  Floats need a declared ``value_range``; they are mapped to
-    [0, 255] and rounded, which is what saving them as PNG does.
+    otherwise; a tensor stays on its device.  One or four channels become three
+    (tagged ``gray`` / ``alpha``).  Integers must lie in 0..255.  Floats need a
+    declared ``value_range``; they are mapped to [0, 255] and rounded, which is
+    what saving them as PNG does; values that look like another range are tagged.
     """
-    is_tensor = isinstance(batch, torch.Tensor)
-    if is_tensor:
-        batch = batch.detach().cpu()
-    elif not isinstance(batch, np.ndarray):
+    if isinstance(batch, torch.Tensor):
+        x = batch.detach()
+        nhwc = False if channels_last is None else channels_last
+    elif isinstance(batch, np.ndarray):
+        x = torch.from_numpy(np.require(batch, requirements="W"))  # read-only arrays (memory maps) are copied
+        nhwc = True if channels_last is None else channels_last
+    else:
         raise BadInputError(f"{where}: batch of type {type(batch).__name__}; expected a tensor or an array")
-    if batch.ndim == 3:
-        batch = batch[None]
-    if batch.ndim != 4:
-        raise BadInputError(f"{where}: images of shape {tuple(batch.shape)}; expected a 4-D batch")
-    nhwc = (not is_tensor) if channels_last is None else channels_last
+    if x.ndim == 3:
+        x = x[None]
+    if x.ndim != 4:
+        raise BadInputError(f"{where}: images of shape {tuple(x.shape)}; expected a 4-D batch")
     c_axis, other = (3, 1) if nhwc else (1, 3)
-    if batch.shape[c_axis] not in (1, 3, 4):
+    if x.shape[c_axis] not in (1, 3, 4):
         hint = ""
-        if batch.shape[other] in (1, 3, 4):
+        if x.shape[other] in (1, 3, 4):
             hint = (" (it looks channels-last: use .permute(0, 3, 1, 2))" if not nhwc
                     else " (it looks channels-first: use .transpose(0, 2, 3, 1))")
-        raise BadInputError(f"{where}: {batch.shape[c_axis]} channels in shape {tuple(batch.shape)}; expected "
+        raise BadInputError(f"{where}: {x.shape[c_axis]} channels in shape {tuple(x.shape)}; expected "
                             f"{'N x H x W x C' if nhwc else 'N x C x H x W'} with C = 1, 3 or 4{hint}")
-    arr = batch.numpy() if is_tensor else np.asarray(batch)
-    if not nhwc:
-        arr = arr.transpose(0, 2, 3, 1)
-    arr, tags = _to_uint8(arr, where, value_range)
-    out = []
-    for img in arr:
-        rgb, img_tags = array_to_rgb_uint8(img, where)
-        out.append((rgb, img_tags | tags))
-    return out
+    if nhwc:
+        x = x.permute(0, 3, 1, 2)
+    u8, tags = _to_uint8(x, where, value_range)
+    if u8.shape[1] == 1:
+        u8, tags = u8.expand(-1, 3, -1, -1), tags | {"gray"}
+    elif u8.shape[1] == 4:
+        u8, tags = u8[:, :3], tags | {"alpha"}
+    return u8.contiguous(), frozenset(tags)
 
 
-def _to_uint8(arr: np.ndarray, where: str, value_range) -> tuple[np.ndarray, frozenset]:
+def _to_uint8(x: torch.Tensor, where: str, value_range) -> tuple[torch.Tensor, set]:
     if value_range is not None:
         value_range = tuple(float(v) for v in value_range)
         if value_range not in VALUE_RANGES:
             raise BadInputError(f"value_range={value_range}: use (0, 1), (-1, 1) or (0, 255)")
-    if arr.dtype == np.uint8:
+    if x.dtype == torch.uint8:
         if value_range not in (None, (0.0, 255.0)):
             raise BadInputError(f"{where}: uint8 images are always [0, 255]; value_range={value_range} "
                                 "applies only to float input (convert with .float() / 255 to use it)")
-        return arr, frozenset()
-    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.number):
-        raise BadInputError(f"{where}: images of dtype {arr.dtype} are not supported")
-    if np.issubdtype(arr.dtype, np.integer):
-        lo, hi = int(arr.min()), int(arr.max())
+        return x, set()
+    if x.dtype == torch.bool or x.is_complex():
+        raise BadInputError(f"{where}: images of dtype {x.dtype} are not supported")
+    if not x.is_floating_point():
+        lo, hi = (int(v) for v in x.aminmax()) if x.numel() else (0, 0)
         if lo < 0 or hi > 255:
             raise BadInputError(f"{where}: integer images must lie in 0..255, found {lo}..{hi}")
-        return arr.astype(np.uint8), frozenset()
-    x = arr.astype(np.float32, copy=False)
-    if not np.isfinite(x).all():
+        return x.to(torch.uint8), set()
+    x = x.to(torch.float32)
+    if not bool(torch.isfinite(x).all()):
         raise BadInputError(f"{where}: images contain NaN or Inf")
     if value_range is None:
         raise BadInputError(f"{where}: float images need a declared value range: value_range=(0, 1), (-1, 1) "
                             "or (0, 255) (CLI: --value-range 0,1)")
-    lo, hi = float(x.min()), float(x.max())
+    lo, hi = (float(v) for v in x.aminmax()) if x.numel() else (0.0, 0.0)
     tags = set()
     a, b = value_range
     if value_range == (0.0, 1.0):
@@ -397,12 +408,11 @@ def _to_uint8(arr: np.ndarray, where: str, value_range) -> tuple[np.ndarray, fro
     elif value_range == (-1.0, 1.0):
         if hi > 2.0:
             tags.add("range_looks_255")
-        elif lo >= 0.0 and x.size >= 3 * 16 * 16:
+        elif lo >= 0.0 and x.numel() >= 3 * 16 * 16:
             tags.add("range_looks_01")
-    elif value_range == (0.0, 255.0) and hi <= 1.0 and x.size >= 3 * 16 * 16:
+    elif value_range == (0.0, 255.0) and hi <= 1.0 and x.numel() >= 3 * 16 * 16:
         tags.add("range_looks_01_as_255")
     tolerance = 1e-3 * (b - a)
     if lo < a - tolerance or hi > b + tolerance:
         tags.add("range_clipped")
-    u8 = np.clip(np.rint((x - a) * (255.0 / (b - a))), 0, 255).astype(np.uint8)
-    return u8, frozenset(tags)
+    return torch.round((x - a) * (255.0 / (b - a))).clamp_(0, 255).to(torch.uint8), tags
