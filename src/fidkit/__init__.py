@@ -15,10 +15,11 @@ from .provenance import Provenance
 from .reference import Reference
 from .result import EvalResult, FIDResult
 from .stats import FeatureStats
+from .evaluator import Evaluator, evaluate_generator, sample_seeds, seeded_randn
 
 __all__ = [
     "fid", "evaluate", "compute_stats", "compute_reference", "MetricOptions", "DEFAULT_METRICS", "EvalResult",
     "Reference", "frechet_distance", "frechet_distance_from_moments", "FeatureStats", "Provenance",
     "FIDResult", "MODES", "FidkitError", "BadInputError", "IncomparableStatsError", "WeightsUnavailableError",
-    "FidkitWarning", "__version__",
+    "FidkitWarning", "Evaluator", "evaluate_generator", "sample_seeds", "seeded_randn", "__version__",
 ]

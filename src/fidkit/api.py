@@ -91,9 +91,12 @@ class _Side:
     description: str
     stats: dict[str, FeatureStats]
     features: dict[str, np.ndarray]
+    count: int | None = None  # when known without statistics or features (images seen but no tap needed)
 
     @property
     def n(self) -> int | None:
+        if self.count is not None:
+            return self.count
         for s in self.stats.values():
             return s.n
         for f in self.features.values():
@@ -117,9 +120,11 @@ def _choose_mode(mode: str | None, sources: list[Source]) -> str:
 
 
 def _side(source: Source, label: str, stream: set[str], keep: set[str], extractor_args: dict, mode: str,
-          run: dict, notes: list[str]) -> _Side:
+          run: dict, notes: list[str], extractor=None) -> _Side:
+    if not stream and not keep:  # this side feeds none of the requested metrics (IS needs generated images only)
+        return _Side(source.description, {}, {})
     if isinstance(source, ImageSource):
-        extractor = InceptionExtractor.get(**extractor_args)
+        extractor = extractor if extractor is not None else InceptionExtractor.get(**extractor_args)
         out = extract(source, extractor, get_mode(mode), stream=tuple(sorted(stream)), keep=tuple(sorted(keep)),
                       **run)
         notes.extend(out.warnings)
@@ -139,52 +144,37 @@ def _side(source: Source, label: str, stream: set[str], keep: set[str], extracto
     return _Side(source.description, {t: ref.stats[t] for t in stream}, {t: ref.features[t] for t in keep})
 
 
-def _planned_provenance(source: Source, tap: str, extractor_args: dict, mode: str) -> Provenance | None:
+def _planned_provenance(source: Source, tap: str, extractor, mode: str) -> Provenance | None:
+    """What the statistics of ``source`` at ``tap`` will record; ``extractor`` is a zero-argument callable."""
     if isinstance(source, StatsSource):
         s = source.reference.stats.get(tap)
         return None if s is None else s.provenance
     if isinstance(source, FeaturesSource):
         return source.provenance
-    return InceptionExtractor.get(**extractor_args).provenance(mode, tap, source.description)
+    return extractor().provenance(mode, tap, source.description)
 
 
-def evaluate(a, b, *, metrics: str | Iterable[str] = DEFAULT_METRICS, mode: str | None = None,
-             weights: str | os.PathLike | None = None, device=None, batch_size: int = 32,
-             workers: int | None = None, limit: int | None = None, value_range=None, force: bool = False,
-             progress: bool = False, options: MetricOptions | None = None, **option_overrides) -> EvalResult:
-    """Every requested metric of ``b`` (generated) against ``a`` (reference) from one feature pass per image.
-
-    ``a`` and ``b`` take every source :func:`fid` takes.  Metric options
-    (``kid_subsets``, ``kid_subset_size``, ``is_splits``, ``pr_k``, ``dc_k``,
-    ``bootstrap``, ``confidence``, ``seed``) may be given as keywords or as a
-    :class:`MetricOptions`.
-    """
-    start = time.perf_counter()
-    try:
-        opts = dataclasses.replace(options or MetricOptions(), **option_overrides)
-    except TypeError as e:
-        raise BadInputError(f"unknown option: {e}") from None
-    names = parse_metrics(metrics)
-    sources = [open_source(s, value_range=value_range, limit=limit) for s in (a, b)]
-    mode = _choose_mode(mode, sources)
-    extractor_args = dict(weights=weights, device=device)
-    needs = [set(), set(), set(), set()]
+def _needs(names: tuple[str, ...], opts: MetricOptions) -> list[set[str]]:
+    """Streamed and kept taps of the reference and generated sides: [a_stream, a_keep, b_stream, b_keep]."""
+    needs: list[set[str]] = [set(), set(), set(), set()]
     for name in names:
         for i, taps in enumerate(_NEEDS[name]):
             needs[i] |= taps
     if opts.bootstrap:
         needs[3].add("pool3")
+    return needs
 
-    # Refuse incomparable inputs before spending minutes on the feature pass.
-    for tap in sorted(needs[0] | needs[1]):
-        planned = [_planned_provenance(s, tap, extractor_args, mode) for s in sources]
-        if None not in planned:
-            planned[0].check_comparable(planned[1], force=force)
 
-    notes: list[str] = []
-    run = dict(batch_size=batch_size, workers=workers, progress=progress)
-    real = _side(sources[0], "REAL", needs[0], needs[1], extractor_args, mode, run, notes)
-    fake = _side(sources[1], "FAKE", needs[2], needs[3], extractor_args, mode, run, notes)
+def _options(options: MetricOptions | None, overrides: dict) -> MetricOptions:
+    try:
+        return dataclasses.replace(options or MetricOptions(), **overrides)
+    except TypeError as e:
+        raise BadInputError(f"unknown option: {e}") from None
+
+
+def _metric_values(names: tuple[str, ...], real: _Side, fake: _Side, opts: MetricOptions, force: bool,
+                   notes: list[str]) -> dict[str, Any]:
+    """Checks that need both sides, then every requested metric; warnings are appended to ``notes``."""
     for side in (real, fake):
         if side.n is not None and side.n < 2:
             raise BadInputError(f"{side.description}: {side.n} sample(s); the metrics need at least 2")
@@ -194,21 +184,64 @@ def evaluate(a, b, *, metrics: str | Iterable[str] = DEFAULT_METRICS, mode: str 
             raise BadInputError(f"feature dimensions differ: {real.stats[tap].dim} ({real.description}) vs "
                                 f"{fake.stats[tap].dim} ({fake.description})")
     notes.extend(_sample_count_notes(real, fake))
-
     values: dict[str, Any] = {}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", FidkitWarning)
         for name in names:
             values.update(_compute(name, real, fake, opts))
     notes.extend(str(w.message) for w in caught if issubclass(w.category, FidkitWarning))
-    _emit(notes)
+    return values
+
+
+def _result(values: dict[str, Any], names, real: _Side, fake: _Side, mode: str, uses_net: bool, notes: list[str],
+            start: float, opts: MetricOptions, device) -> EvalResult:
     prov = next((s.provenance for side in (real, fake) for s in side.stats.values() if s.provenance.known),
                 Provenance.unknown())
-    uses_net = any(isinstance(s, ImageSource) for s in sources)
     return EvalResult(values=values, n_a=real.n, n_b=fake.n, a=real.description, b=fake.description,
                       mode=mode if uses_net or prov.mode else None, provenance=prov, warnings=notes,
                       seconds=time.perf_counter() - start, metrics=names, options=dataclasses.asdict(opts),
-                      device=str(InceptionExtractor.get(**extractor_args).device) if uses_net else None)
+                      device=str(device) if uses_net and device is not None else None)
+
+
+def evaluate(a, b, *, metrics: str | Iterable[str] = DEFAULT_METRICS, mode: str | None = None,
+             weights: str | os.PathLike | None = None, device=None, batch_size: int = 32,
+             workers: int | None = None, limit: int | None = None, value_range=None, force: bool = False,
+             progress: bool = False, distributed: bool = False, options: MetricOptions | None = None,
+             **option_overrides) -> EvalResult:
+    """Every requested metric of ``b`` (generated) against ``a`` (reference) from one feature pass per image.
+
+    ``a`` and ``b`` take every source :func:`fid` takes.  Metric options
+    (``kid_subsets``, ``kid_subset_size``, ``is_splits``, ``pr_k``, ``dc_k``,
+    ``bootstrap``, ``confidence``, ``seed``) may be given as keywords or as a
+    :class:`MetricOptions`.  With ``distributed=True`` and an initialised
+    ``torch.distributed`` process group, every process must make the same call:
+    each extracts every world-th image, and every process returns the result of
+    the whole sources (what ``torchrun -m fidkit eval`` does).
+    """
+    start = time.perf_counter()
+    opts = _options(options, option_overrides)
+    names = parse_metrics(metrics)
+    sources = [open_source(s, value_range=value_range, limit=limit) for s in (a, b)]
+    mode = _choose_mode(mode, sources)
+    extractor_args = dict(weights=weights, device=device)
+    needs = _needs(names, opts)
+
+    # Refuse incomparable inputs before spending minutes on the feature pass.
+    for tap in sorted(needs[0] | needs[1]):
+        planned = [_planned_provenance(s, tap, lambda: InceptionExtractor.get(**extractor_args), mode)
+                   for s in sources]
+        if None not in planned:
+            planned[0].check_comparable(planned[1], force=force)
+
+    notes: list[str] = []
+    run = dict(batch_size=batch_size, workers=workers, progress=progress, distributed=distributed)
+    real = _side(sources[0], "REAL", needs[0], needs[1], extractor_args, mode, run, notes)
+    fake = _side(sources[1], "FAKE", needs[2], needs[3], extractor_args, mode, run, notes)
+    values = _metric_values(names, real, fake, opts, force, notes)
+    _emit(notes)
+    uses_net = any(isinstance(s, ImageSource) for s in sources)
+    return _result(values, names, real, fake, mode, uses_net, notes, start, opts,
+                   InceptionExtractor.get(**extractor_args).device if uses_net else None)
 
 
 def _compute(name: str, real: _Side, fake: _Side, o: MetricOptions) -> dict[str, Any]:
@@ -285,7 +318,7 @@ def _sample_count_notes(real: _Side, fake: _Side) -> list[str]:
 
 def fid(a, b, *, mode: str | None = None, weights: str | os.PathLike | None = None, device=None,
         batch_size: int = 32, workers: int | None = None, limit: int | None = None, value_range=None,
-        force: bool = False, progress: bool = False) -> FIDResult:
+        force: bool = False, progress: bool = False, distributed: bool = False) -> FIDResult:
     """Fréchet Inception Distance between two sources.
 
     ``a`` and ``b`` may each be a folder, archive, ``.npz``/``.npy`` (images,
@@ -295,25 +328,28 @@ def fid(a, b, *, mode: str | None = None, weights: str | os.PathLike | None = No
     Statistics with different provenance are refused unless ``force``.
     """
     r = evaluate(a, b, metrics=("fid",), mode=mode, weights=weights, device=device, batch_size=batch_size,
-                 workers=workers, limit=limit, value_range=value_range, force=force, progress=progress)
+                 workers=workers, limit=limit, value_range=value_range, force=force, progress=progress,
+                 distributed=distributed)
     return FIDResult(**{f.name: getattr(r, f.name) for f in dataclasses.fields(r)})
 
 
 def compute_reference(source, *, features: bool = False, spatial: bool = True, mode: str | None = None,
                       weights: str | os.PathLike | None = None, device=None, batch_size: int = 32,
                       workers: int | None = None, limit: int | None = None, value_range=None,
-                      progress: bool = False) -> Reference:
+                      progress: bool = False, distributed: bool = False) -> Reference:
     """Everything later evaluations need from a reference set, from one pass.
 
     Pool3 statistics always; spatial (sFID) statistics unless ``spatial=False``;
     per-sample pool3 features (KID, precision/recall, noise floor) if ``features``.
+    ``distributed`` shares the work between the processes of a ``torch.distributed``
+    group, as in :func:`evaluate`.
     """
     src = open_source(source, value_range=value_range, limit=limit)
     mode = _choose_mode(mode, [src])
     stream = {"pool3"} | ({"spatial"} if spatial and isinstance(src, ImageSource) else set())
     notes: list[str] = []
     side = _side(src, "SOURCE", stream, {"pool3"} if features else set(), dict(weights=weights, device=device),
-                 mode, dict(batch_size=batch_size, workers=workers, progress=progress), notes)
+                 mode, dict(batch_size=batch_size, workers=workers, progress=progress, distributed=distributed), notes)
     _emit(notes)
     return Reference(side.stats, side.features, side.description)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import sys
 import warnings
 
@@ -105,7 +106,36 @@ def build_parser() -> argparse.ArgumentParser:
 def _options(args) -> dict:
     return dict(mode=args.mode, weights=args.weights, device=args.device, batch_size=args.batch_size,
                 workers=args.workers, limit=args.limit, value_range=args.value_range,
-                progress=not args.quiet and sys.stderr.isatty())
+                progress=not args.quiet and sys.stderr.isatty(), distributed=args.distributed)
+
+
+def _start_distributed(args) -> bool:
+    """Under ``torchrun --nproc_per_node K`` (WORLD_SIZE > 1): join the process group, pick this process's GPU.
+
+    Each process then extracts every K-th image; results are combined exactly and
+    only rank 0 prints and writes.  The launcher, not fidkit, starts the processes.
+    """
+    args.distributed = False
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    import torch
+    import torch.distributed as dist
+    if not dist.is_available():
+        raise BadInputError("WORLD_SIZE > 1 but this torch has no torch.distributed")
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = torch.cuda.is_available() and (args.device is None or str(args.device).startswith("cuda"))
+    if use_cuda and args.device in (None, "cuda"):
+        args.device = f"cuda:{local_rank}"
+    if use_cuda:
+        torch.cuda.set_device(torch.device(args.device))
+    started = not dist.is_initialized()
+    if started:
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    args.distributed = True
+    if dist.get_rank() != 0:
+        args.quiet, args.log, args.json = True, None, False
+        args.silent = True
+    return started
 
 
 def _append_log(path: str | None, record: dict) -> None:
@@ -185,7 +215,7 @@ def _run_stats(args) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", FidkitWarning)
         ref = compute_reference(args.source, features=args.features, **_options(args))
-    for t in targets:
+    for t in targets if not args.silent else ():
         ref.save(t)
     stats = ref.stats["pool3"]
     if args.json:
@@ -212,16 +242,33 @@ def _print_warnings(messages: list[str], quiet: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.silent = False
     warnings.simplefilter("ignore", FidkitWarning)  # printed by us, once, with the result
+    started = False
     try:
-        return {"fid": _run_fid, "eval": _run_eval, "stats": _run_stats}[args.command](args)
+        started = _start_distributed(args)
+        if args.silent:  # ranks other than 0 compute their share and print nothing
+            with open(os.devnull, "w") as null:
+                saved, sys.stdout = sys.stdout, null
+                try:
+                    return _COMMANDS[args.command](args)
+                finally:
+                    sys.stdout = saved
+        return _COMMANDS[args.command](args)
     except FidkitError as e:
-        print(f"fidkit: error: {e}", file=sys.stderr)
+        if not args.silent:
+            print(f"fidkit: error: {e}", file=sys.stderr)
         return next((code for cls, code in EXIT_CODES.items() if isinstance(e, cls)), 1)
     except KeyboardInterrupt:
         print("fidkit: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if started:
+            import torch.distributed as dist
+            dist.destroy_process_group()
 
+
+_COMMANDS = {"fid": _run_fid, "eval": _run_eval, "stats": _run_stats}
 
 if __name__ == "__main__":
     sys.exit(main())

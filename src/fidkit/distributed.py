@@ -1,10 +1,14 @@
 """Combining results across processes with ``torch.distributed`` (torchrun, Accelerate, Lightning).
 
-Building blocks for multi-process evaluation: statistics are gathered and
-merged with the same exact pairwise update used for batches and shards (not
-summed raw moments, which lose digits), in rank order, so every process gets
-bit-identical results; per-sample features are gathered with uneven per-process
-counts.  Nothing is sent when ``torch.distributed`` is not initialised.
+Statistics are reduced, not gathered: each process contributes its count, its
+count-weighted mean and its co-moment taken about the *global* mean (Chan's
+merge rewritten as three sums), so the traffic and memory per process are
+O(d^2) whatever the number of processes, and no raw ``E[xx^T]`` cancellation
+loses digits.  Per-sample features (KID, precision/recall, IS) are gathered
+with uneven per-process counts and put back in global sample order when the
+rows carry their sample indices.  Nothing is sent when ``torch.distributed`` is
+not initialised.  Every function here is collective: all processes of the
+group must call it.
 """
 
 from __future__ import annotations
@@ -27,33 +31,57 @@ def _device_for(group) -> torch.device:
     return torch.device("cpu")
 
 
+def rank_and_world(group=None) -> tuple[int, int]:
+    if not is_distributed(group):
+        return 0, 1
+    return dist.get_rank(group), dist.get_world_size(group)
+
+
 def merge_across_processes(stats: FeatureStats, group=None) -> FeatureStats:
-    """Every process's statistics merged exactly; the same result on every process."""
+    """Every process's statistics combined exactly; the same result on every process."""
     if not is_distributed(group):
         return stats.copy()
     if stats.n is None:
         raise ValueError("cannot merge statistics whose sample count is unknown")
     dev = _device_for(group)
-    world = dist.get_world_size(group)
-    packed = torch.cat([torch.tensor([float(stats.n)], dtype=torch.float64),
-                        torch.from_numpy(stats.mean), torch.from_numpy(stats._m2).reshape(-1)]).to(dev)
-    parts = [torch.empty_like(packed) for _ in range(world)]
-    dist.all_gather(parts, packed, group=group)
-    d = stats.dim
-    merged = FeatureStats.empty(d, stats.provenance)
-    for p in parts:  # rank order: identical arithmetic, identical result, on every process
-        p = p.cpu().numpy()
-        merged = merged.merge(FeatureStats(int(p[0]), p[1:1 + d], p[1 + d:].reshape(d, d), stats.provenance))
-    return merged
+    n_local = float(stats.n)
+    n = torch.tensor([n_local], dtype=torch.float64, device=dev)
+    weighted = torch.from_numpy(stats.mean * n_local).to(dev)
+    dist.all_reduce(n, group=group)
+    dist.all_reduce(weighted, group=group)
+    n_total = int(n.item())
+    if n_total == 0:
+        return FeatureStats.empty(stats.dim, stats.provenance)
+    mean = weighted.cpu().numpy() / n_total
+    delta = stats.mean - mean
+    m2 = torch.from_numpy(stats._m2 + np.outer(delta, delta) * n_local).to(dev)
+    dist.all_reduce(m2, group=group)
+    return FeatureStats(n_total, mean, m2.cpu().numpy(), stats.provenance)
 
 
-def gather_rows(rows: np.ndarray, group=None) -> np.ndarray:
-    """Concatenate every process's ``n_i x d`` rows in rank order (counts may differ between processes)."""
+def gather_rows(rows: np.ndarray, group=None, indices: np.ndarray | None = None) -> np.ndarray:
+    """Every process's ``n_i x d`` rows (counts may differ between processes) on every process.
+
+    Without ``indices`` the rows come in rank order.  With ``indices`` (each
+    row's global sample index, unique across processes) they come sorted by
+    index, i.e. in the order one process would have produced them.
+    """
+    rows = np.asarray(rows)
+    if indices is not None and len(indices) != len(rows):
+        raise ValueError(f"{len(indices)} indices for {len(rows)} rows")
     if not is_distributed(group):
-        return np.asarray(rows)
+        return rows if indices is None else rows[np.argsort(indices, kind="stable")]
+    everything = _all_gather_uneven(torch.from_numpy(np.ascontiguousarray(rows)), group).numpy()
+    if indices is None:
+        return everything
+    order = _all_gather_uneven(torch.from_numpy(np.asarray(indices, dtype=np.int64)), group).numpy()
+    return everything[np.argsort(order, kind="stable")]
+
+
+def _all_gather_uneven(local: torch.Tensor, group) -> torch.Tensor:
     dev = _device_for(group)
     world = dist.get_world_size(group)
-    local = torch.from_numpy(np.ascontiguousarray(rows)).to(dev)
+    local = local.to(dev)
     count = torch.tensor([local.shape[0]], dtype=torch.int64, device=dev)
     counts = [torch.empty_like(count) for _ in range(world)]
     dist.all_gather(counts, count, group=group)
@@ -62,4 +90,30 @@ def gather_rows(rows: np.ndarray, group=None) -> np.ndarray:
     padded[: local.shape[0]] = local
     parts = [torch.empty_like(padded) for _ in range(world)]
     dist.all_gather(parts, padded, group=group)
-    return torch.cat([p[:c] for p, c in zip(parts, counts)]).cpu().numpy()
+    return torch.cat([p[:c] for p, c in zip(parts, counts)]).cpu()
+
+
+def sum_int64(values, group=None) -> list[int]:
+    """Element-wise sum of a short list of integers over every process."""
+    t = torch.tensor(list(values), dtype=torch.int64, device=_device_for(group) if is_distributed(group) else "cpu")
+    if is_distributed(group):
+        dist.all_reduce(t, group=group)
+    return [int(v) for v in t.cpu()]
+
+
+def broadcast_error(message: str | None, group=None) -> str | None:
+    """The first non-empty message of any process, on every process (so that all raise together, none hangs)."""
+    if not is_distributed(group):
+        return message
+    data = (message or "").encode()[:4000]
+    dev = _device_for(group)
+    buf = torch.zeros(4096, dtype=torch.uint8, device=dev)
+    buf[0] = 1 if message else 0
+    buf[1:1 + len(data)] = torch.frombuffer(bytearray(data), dtype=torch.uint8) if data else buf[1:1]
+    parts = [torch.empty_like(buf) for _ in range(dist.get_world_size(group))]
+    dist.all_gather(parts, buf, group=group)
+    for p in parts:
+        if int(p[0]):
+            raw = bytes(p[1:].cpu().numpy().tobytes()).rstrip(b"\0")
+            return raw.decode(errors="replace")
+    return None

@@ -1,0 +1,294 @@
+"""Evaluation inside a training loop: a stateful evaluator that is correct on one process or many.
+
+``Evaluator`` keeps what the requested metrics need and nothing more: streamed
+statistics for FID and sFID (O(d^2) memory, whatever the number of samples) and
+per-sample features only for the metrics that need them (KID, precision/recall,
+IS), as float32 that spill to disk when large.  Images go through the same
+checks and the same preprocessing as the offline API, so the same images give
+the same numbers online and offline.
+
+When ``torch.distributed`` is initialised (torchrun, Accelerate and Lightning
+all do this), :meth:`Evaluator.compute` is collective: every process must call
+it, the statistics of all processes are reduced exactly, kept features are
+gathered (uneven counts are fine), and every process gets the same result.
+Images are never gathered.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from . import distributed as D
+from .api import (DEFAULT_METRICS, MetricOptions, _choose_mode, _emit, _metric_values, _needs, _options,
+                  _planned_provenance, _result, _Side, _side, parse_metrics)
+from .errors import BadInputError
+from .extract import Diagnostics
+from .features import InceptionExtractor
+from .preprocess import get_mode
+from .result import EvalResult
+from .sources import VALUE_RANGES, open_source, to_uint8_nchw
+from .state import SideState
+
+_FORMAT = "fidkit.Evaluator"
+_FORMAT_VERSION = 1
+
+
+class Evaluator:
+    """Accumulates generated (and, without a reference file, real) images batch by batch.
+
+    ``reference`` is anything :func:`fidkit.evaluate` accepts as its first
+    argument: a statistics file or saved name (computed once, e.g. with
+    ``fidkit stats``), a folder or archive, a tensor of images.  Image sources
+    are run through the network once, here.  Without a reference, feed real
+    images with ``update(images, real=True)``.
+
+    Images are ``N x C x H x W`` tensors (any device) or ``N x H x W x C``
+    numpy arrays, uint8 in [0, 255], or float with a declared ``value_range``
+    ((0, 1), (-1, 1) or (0, 255)); floats are rounded to 8 bits as saving them
+    as PNG would, so online and offline numbers agree.  ``batch_size`` bounds
+    how many images go through the network at once (larger ``update`` batches
+    are split).  ``distributed`` is ``None`` (combine processes whenever a
+    ``torch.distributed`` group is initialised), ``True`` or ``False``.  The
+    remaining keywords are those of :func:`fidkit.evaluate` (``mode``,
+    ``weights``, ``device``, ``force``, and metric options such as
+    ``kid_subsets`` or ``bootstrap``).
+    """
+
+    def __init__(self, metrics: str | Iterable[str] = DEFAULT_METRICS, reference=None, *, mode: str | None = None,
+                 weights=None, device=None, value_range=None, batch_size: int = 64, force: bool = False,
+                 distributed: bool | None = None, group=None, extractor=None, progress: bool = False,
+                 workers: int | None = None, options: MetricOptions | None = None, **option_overrides):
+        if batch_size < 1:
+            raise BadInputError(f"batch_size must be at least 1, got {batch_size}")
+        if value_range is not None and tuple(float(v) for v in value_range) not in VALUE_RANGES:
+            raise BadInputError(f"value_range={tuple(value_range)}: use (0, 1), (-1, 1) or (0, 255)")
+        self.metrics = parse_metrics(metrics)
+        self.options = _options(options, option_overrides)
+        self.value_range, self.batch_size, self.force = value_range, batch_size, force
+        self._distributed, self._group = distributed, group
+        self._extractor = extractor if extractor is not None else InceptionExtractor.get(weights, device)
+        source = None if reference is None else open_source(reference, value_range=value_range)
+        self.mode = _choose_mode(mode, [] if source is None else [source])
+        self._mode = get_mode(self.mode)
+        needs = _needs(self.metrics, self.options)
+
+        def provenance(description: str) -> dict:
+            return {t: self._extractor.provenance(self.mode, t, description) for t in set().union(*needs)}
+
+        self._fake = SideState(sorted(needs[2]), sorted(needs[3]), provenance("generated images (update)"))
+        self._diagnostics = {False: Diagnostics("the generated images"), True: Diagnostics("the real images")}
+        self._reference_notes: list[str] = []
+        if source is None:
+            self._real = SideState(sorted(needs[0]), sorted(needs[1]), provenance("real images (update)"))
+            self._reference = None
+        else:
+            for tap in sorted(needs[0] | needs[1]):
+                planned = _planned_provenance(source, tap, lambda: self._extractor, self.mode)
+                if planned is not None:
+                    planned.check_comparable(self._extractor.provenance(self.mode, tap), force=force)
+            self._real = None
+            run = dict(batch_size=batch_size, workers=workers, progress=progress, distributed=self._combine())
+            self._reference = _side(source, "reference", needs[0], needs[1], {}, self.mode, run,
+                                    self._reference_notes, extractor=self._extractor)
+
+    # feeding ---------------------------------------------------------------------
+    def update(self, images, real: bool = False) -> None:
+        """Add a batch of generated images (or real ones, with ``real=True`` and no reference)."""
+        self._update(images, real, None)
+
+    def _update(self, images, real: bool, indices) -> None:
+        if real and self._reference is not None:
+            raise BadInputError(f"this evaluator compares against a fixed reference ({self._reference.description}); "
+                                "update(real=True) is for evaluators built without reference=")
+        side = self._real if real else self._fake
+        diagnostics = self._diagnostics[real]
+        where = f"update({'real' if real else 'generated'} batch {diagnostics.batches})"
+        u8, tags = to_uint8_nchw(images, where, self.value_range)
+        n = u8.shape[0]
+        diagnostics.add(where, tags, count=n)
+        diagnostics.batches += 1
+        if indices is not None and len(indices) != n:
+            raise BadInputError(f"{where}: {n} images for {len(indices)} sample indices")
+        device = self._extractor.device
+        for lo in range(0, n, self.batch_size):
+            part = slice(lo, min(n, lo + self.batch_size))
+            feats = self._extractor(self._mode.prepare_many(u8[part].to(device)), side.taps) if side.taps else {}
+            side.add(feats, part.stop - part.start, None if indices is None else indices[part])
+
+    # results ---------------------------------------------------------------------
+    def _combine(self) -> bool:
+        wanted = self._distributed if self._distributed is not None else True
+        return bool(wanted) and D.is_distributed(self._group)
+
+    def compute(self) -> EvalResult:
+        """Every requested metric over everything added so far (on all processes: collective when distributed)."""
+        start = time.perf_counter()
+        combine = self._combine()
+        notes = list(self._reference_notes)
+        fake = self._side(self._fake, "generated images (update)", combine, notes, False)
+        if self._reference is not None:
+            real = self._reference
+        else:
+            real = self._side(self._real, "real images (update)", combine, notes, True)
+        if fake.n == 0:
+            raise BadInputError("no generated images yet: call update(images) before compute()")
+        if real.n == 0:
+            raise BadInputError("no real images: build the evaluator with reference=... or call "
+                                "update(images, real=True)")
+        values = _metric_values(self.metrics, real, fake, self.options, self.force, notes)
+        _emit(notes)
+        return _result(values, self.metrics, real, fake, self.mode, True, notes, start, self.options,
+                       self._extractor.device)
+
+    def _side(self, state: SideState, description: str, combine: bool, notes: list[str], real: bool) -> _Side:
+        n, stats, features = state.combined(combine, self._group)
+        diagnostics = copy.deepcopy(self._diagnostics[real])
+        if combine:
+            diagnostics.combine(self._group)
+        notes.extend(diagnostics.messages(n))
+        return _Side(description, stats, features, n)
+
+    def reset(self, real: bool = False) -> None:
+        """Forget the generated images (and, with ``real=True``, real images given to ``update``).
+
+        A reference given at construction is never forgotten.
+        """
+        self._fake.reset()
+        self._diagnostics[False] = Diagnostics("the generated images")
+        if real and self._real is not None:
+            self._real.reset()
+            self._diagnostics[True] = Diagnostics("the real images")
+
+    @property
+    def n(self) -> int:
+        """Generated images added on this process since the last reset."""
+        return self._fake.n
+
+    # checkpoints -----------------------------------------------------------------
+    def _identity(self) -> dict:
+        p = self._extractor.provenance(self.mode, "pool3")
+        return {"metrics": list(self.metrics), "mode": self.mode, "extractor": p.extractor,
+                "weights_sha256": p.weights_sha256, "options": dict(vars(self.options))}
+
+    def state_dict(self) -> dict:
+        """This process's accumulated state: tensors and plain values (``torch.save`` it; load with
+        ``torch.load(path, weights_only=True)``).  In a distributed job each process saves its own."""
+        return {
+            "format": _FORMAT, "version": _FORMAT_VERSION, **self._identity(),
+            "fake": self._fake.state_dict(), "real": None if self._real is None else self._real.state_dict(),
+            "diagnostics": {str(k): d.state() for k, d in self._diagnostics.items()},
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Resume from :meth:`state_dict`; refuses a state made with other metrics, mode, weights or options."""
+        if not isinstance(state, dict) or state.get("format") != _FORMAT:
+            raise BadInputError("not an Evaluator state dict (no 'format': 'fidkit.Evaluator')")
+        if state.get("version") != _FORMAT_VERSION:
+            raise BadInputError(f"Evaluator state version {state.get('version')} is not supported "
+                                f"(this fidkit reads version {_FORMAT_VERSION})")
+        mine = self._identity()
+        for key, value in mine.items():
+            if state.get(key) != value:
+                raise BadInputError(f"the saved evaluator state has {key}={state.get(key)!r}, this evaluator "
+                                    f"{value!r}: results would mix incomparable features or settings")
+        if (state.get("real") is None) != (self._real is None):
+            raise BadInputError("the saved state was made " + ("with" if state.get("real") is None else "without") +
+                                " a reference file; build the evaluator the same way to resume it")
+        self._fake.load_state_dict(state["fake"], "generated side")
+        if self._real is not None:
+            self._real.load_state_dict(state["real"], "real side")
+        for key, d in self._diagnostics.items():
+            d.load_state(state.get("diagnostics", {}).get(str(key), {}))
+
+    def __repr__(self) -> str:
+        ref = self._reference.description if self._reference is not None else f"{self._real.n} real images"
+        return (f"Evaluator(metrics={list(self.metrics)}, mode={self.mode!r}, reference={ref!r}, "
+                f"generated={self._fake.n})")
+
+
+# -- evaluating a generator ------------------------------------------------------------
+
+_MIX1, _MIX2, _GOLDEN = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB), np.uint64(0x9E3779B97F4A7C15)
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    x = x + _GOLDEN
+    x = (x ^ (x >> np.uint64(30))) * _MIX1
+    x = (x ^ (x >> np.uint64(27))) * _MIX2
+    return x ^ (x >> np.uint64(31))
+
+
+def sample_seeds(seed: int, indices) -> torch.Tensor:
+    """The per-sample seeds :func:`evaluate_generator` hands to ``sample_fn``: sample ``i`` of a run with
+    ``seed`` always gets the same 63-bit seed, whatever the batch or process it lands in."""
+    idx = np.asarray(indices, dtype=np.int64)
+    if (idx < 0).any():
+        raise BadInputError("sample indices must be non-negative")
+    with np.errstate(over="ignore"):
+        base = _splitmix64(np.asarray([int(seed) & 0xFFFFFFFFFFFFFFFF], dtype=np.uint64))
+        mixed = _splitmix64(base + idx.astype(np.uint64))
+    return torch.from_numpy((mixed >> np.uint64(1)).astype(np.int64))
+
+
+def seeded_randn(seeds, *shape: int, device=None, dtype=torch.float32) -> torch.Tensor:
+    """One standard-normal tensor of ``shape`` per seed, stacked: ``len(seeds) x *shape``.
+
+    Each sample's noise depends on its seed only, so a generator evaluated with
+    :func:`evaluate_generator` sees the same latents at any batch size or
+    process count.
+    """
+    out = torch.empty((len(seeds),) + tuple(shape), dtype=dtype)
+    g = torch.Generator()
+    for i, s in enumerate(torch.as_tensor(seeds).tolist()):
+        g.manual_seed(int(s))
+        out[i] = torch.randn(shape, generator=g, dtype=dtype)
+    return out.to(device) if device is not None else out
+
+
+def evaluate_generator(sample_fn: Callable[[torch.Tensor], object], n: int = 5000, *, batch_size: int = 64,
+                       reference=None, seed: int = 0, evaluator: Evaluator | None = None, progress: bool = False,
+                       **evaluator_kwargs) -> EvalResult:
+    """Draw exactly ``n`` samples from ``sample_fn`` and evaluate them against ``reference``.
+
+    ``sample_fn(seeds)`` gets a 1-D int64 tensor of per-sample seeds (see
+    :func:`sample_seeds`; :func:`seeded_randn` turns them into latents) and
+    returns that many images, as :meth:`Evaluator.update` takes them.  It runs
+    under ``torch.inference_mode``.  When ``torch.distributed`` is initialised,
+    every process must call this: process ``r`` of ``w`` draws the samples
+    ``[r n / w, (r + 1) n / w)``, none twice, none missing, and every process
+    returns the result for all ``n``.  Because seeds depend on the sample index
+    only, the result does not depend on ``batch_size`` or on the number of
+    processes.  Pass ``evaluator=`` to reuse one (its generated side is reset
+    first; its reference is kept), else the keywords build one.
+    """
+    if n < 1:
+        raise BadInputError(f"n must be at least 1, got {n}")
+    if batch_size < 1:
+        raise BadInputError(f"batch_size must be at least 1, got {batch_size}")
+    if evaluator is None:
+        if reference is None:
+            raise BadInputError("evaluate_generator needs reference= (statistics file or name, folder, ...) or "
+                                "evaluator=")
+        evaluator = Evaluator(reference=reference, **evaluator_kwargs)
+    elif reference is not None or evaluator_kwargs:
+        raise BadInputError("give either evaluator= or reference= and evaluator options, not both")
+    evaluator.reset()
+    rank, world = D.rank_and_world(evaluator._group) if evaluator._combine() else (0, 1)
+    lo, hi = rank * n // world, (rank + 1) * n // world
+    with tqdm(total=hi - lo, unit="img", desc="sampling", disable=not progress or rank != 0, leave=False) as bar:
+        for start in range(lo, hi, batch_size):
+            idx = np.arange(start, min(start + batch_size, hi))
+            with torch.inference_mode():
+                images = sample_fn(sample_seeds(seed, idx))
+            got = len(images)
+            if got != len(idx):
+                raise BadInputError(f"sample_fn returned {got} images for {len(idx)} seeds")
+            evaluator._update(images, False, idx)
+            bar.update(len(idx))
+    return evaluator.compute()

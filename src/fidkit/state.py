@@ -1,0 +1,105 @@
+"""What one side of an evaluation (reference or generated) has accumulated, and how processes combine it.
+
+A :class:`SideState` holds, per network tap, streamed statistics (O(d^2)
+memory, for FID and sFID) and/or kept per-sample features (float32, spilled to
+disk when large, for KID, precision/recall and IS), plus each kept row's global
+sample index.  The offline feature pass and the online :class:`~fidkit.Evaluator`
+fill the same object, so both combine processes, checkpoint and compute metrics
+the same way.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from . import distributed as D
+from .errors import BadInputError
+from .features.inception import TAPS
+from .provenance import Provenance
+from .stats import FeatureStats
+from .store import FeatureStore
+
+
+class SideState:
+    def __init__(self, stream, keep, provenance: dict[str, Provenance]):
+        self.stream, self.keep = tuple(stream), tuple(keep)
+        self._provenance = dict(provenance)
+        self.reset()
+
+    def reset(self) -> None:
+        self.n = 0
+        self.stats = {t: FeatureStats.empty(TAPS[t], self._provenance[t]) for t in self.stream}
+        self.stores = {t: FeatureStore(TAPS[t]) for t in self.keep}
+        self._indices: list[np.ndarray] = []
+
+    @property
+    def taps(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys((*self.stream, *self.keep)))
+
+    def add(self, feats: dict[str, torch.Tensor], b: int, indices=None) -> None:
+        """Fold the features of ``b`` samples in; ``indices`` are their global indices (default: unknown)."""
+        for t in self.stream:
+            self.stats[t].update(feats[t])
+        for t in self.keep:
+            self.stores[t].append(feats[t])
+        idx = np.full(b, -1, np.int64) if indices is None else np.asarray(indices, dtype=np.int64).reshape(-1)
+        if len(idx) != b:
+            raise BadInputError(f"{len(idx)} sample indices for a batch of {b}")
+        self._indices.append(idx)
+        self.n += b
+
+    def indices(self) -> np.ndarray:
+        return np.concatenate(self._indices) if self._indices else np.empty(0, np.int64)
+
+    def combined(self, distributed: bool, group=None) -> tuple[int, dict[str, FeatureStats], dict[str, np.ndarray]]:
+        """Count, statistics and features over every process (collective when ``distributed``).
+
+        Kept rows come in global sample order when every row carries its index,
+        otherwise in rank order.
+        """
+        features = {t: s.array() for t, s in self.stores.items()}
+        if not (distributed and D.is_distributed(group)):
+            idx = self.indices()
+            if len(idx) and (idx >= 0).all():
+                order = np.argsort(idx, kind="stable")
+                if not (order == np.arange(len(order))).all():
+                    features = {t: np.asarray(f)[order] for t, f in features.items()}
+            return self.n, {t: s.copy() for t, s in self.stats.items()}, features
+        stats = {t: D.merge_across_processes(s, group) for t, s in self.stats.items()}
+        all_idx = D.gather_rows(self.indices()[:, None], group)[:, 0]
+        n = len(all_idx)
+        known = bool((all_idx >= 0).all())
+        gathered = {}
+        for t, f in features.items():
+            rows = D.gather_rows(np.asarray(f), group)
+            gathered[t] = rows[np.argsort(all_idx, kind="stable")] if known else rows
+        return n, stats, gathered
+
+    # checkpoints -------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Tensors and plain values only: loadable with ``torch.load(..., weights_only=True)``."""
+        return {
+            "n": self.n,
+            "stream": list(self.stream), "keep": list(self.keep),
+            "stats": {t: {"n": s.n, "mean": torch.from_numpy(s.mean.copy()), "m2": torch.from_numpy(s._m2.copy())}
+                      for t, s in self.stats.items()},
+            "features": {t: torch.from_numpy(np.array(s.array(), dtype=np.float32)) for t, s in self.stores.items()},
+            "indices": torch.from_numpy(self.indices()),
+        }
+
+    def load_state_dict(self, state: dict, what: str) -> None:
+        if list(state.get("stream", ())) != list(self.stream) or list(state.get("keep", ())) != list(self.keep):
+            raise BadInputError(f"{what}: the checkpoint holds taps {state.get('stream')}/{state.get('keep')}, this "
+                                f"evaluator needs {list(self.stream)}/{list(self.keep)}: build it with the same metrics")
+        self.reset()
+        for t, s in state["stats"].items():
+            m2 = s["m2"].numpy().astype(np.float64)
+            self.stats[t] = FeatureStats(int(s["n"]), s["mean"].numpy().astype(np.float64), m2, self._provenance[t])
+        for t, f in state["features"].items():
+            self.stores[t].append(f.numpy())
+        self._indices = [state["indices"].numpy().astype(np.int64)]
+        self.n = int(state["n"])
+        counts = {s.n for s in self.stats.values()} | {s.n for s in self.stores.values()} | {len(self._indices[0])}
+        if counts != {self.n}:
+            raise BadInputError(f"{what}: inconsistent sample counts {sorted(counts)} in the checkpoint")
