@@ -56,3 +56,132 @@ def test_single_process_is_a_no_op():
     np.testing.assert_array_equal(merge_across_processes(s).cov, s.cov)
     np.testing.assert_array_equal(gather_rows(np.eye(3)), np.eye(3))
     assert torch  # the module works without an initialised process group
+
+
+# -- the evaluator and the CLI across processes ---------------------------------------------
+
+import json  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+from conftest import smooth_images, write_folder  # noqa: E402
+
+import fidkit  # noqa: E402
+from fidkit import Evaluator, evaluate_generator  # noqa: E402
+
+EV_OPTS = dict(metrics=("fid", "kid", "is", "sfid", "prdc"), kid_subsets=4, kid_subset_size=6, is_splits=2)
+FAKE_SPLIT = [(0, 7), (7, 17), (17, 17)]   # the last process generates nothing
+REAL_SPLIT = [(0, 5), (5, 5), (5, 14)]
+
+
+def _ev_images():
+    return smooth_images(14, 40, seed=21), smooth_images(17, 36, seed=22)
+
+
+def _nchw(a):
+    return torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2)
+
+
+def _evaluator_worker(rank, world, init_file, out_dir, weights):
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        real, fake = _ev_images()
+        ev = Evaluator(weights=weights, device="cpu", batch_size=4, **EV_OPTS)
+        for (lo, hi), arr, is_real in ((REAL_SPLIT[rank], real, True), (FAKE_SPLIT[rank], fake, False)):
+            if hi > lo:
+                ev.update(_nchw(arr[lo:hi]), real=is_real)
+        local = ev.state_dict()["fake"]
+        n, stats, feats = ev._fake.combined(True)
+        result = ev.compute()
+        gen = evaluate_generator(_toy_generator, n=11, batch_size=3, seed=5, reference=_ev_images()[0],
+                                 weights=weights, device="cpu", value_range=(0, 1), metrics=("fid", "kid"),
+                                 kid_subsets=4, kid_subset_size=5)
+        np.savez(os.path.join(out_dir, f"ev{rank}.npz"), local_pool3=local["features"]["pool3"].numpy(),
+                 n=n, mean=stats["pool3"].mean, cov=stats["pool3"].cov, spatial_cov=stats["spatial"].cov,
+                 gathered=feats["pool3"], values=json.dumps(result.values), n_a=result.n_a, n_b=result.n_b,
+                 gen=json.dumps(gen.values), gen_n=gen.n_b)
+    finally:
+        dist.destroy_process_group()
+
+
+def _toy_generator(seeds):
+    z = fidkit.seeded_randn(seeds, 3, 4, 4)
+    img = torch.nn.functional.interpolate(z, size=32, mode="bilinear", align_corners=False)
+    return (img.tanh() * 0.5 + 0.5).clamp(0, 1)
+
+
+def _assert_values_close(a: dict, b: dict):
+    assert a.keys() == b.keys()
+    for k in a:  # network batches differ between runs: float32 features agree to rounding
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-6, atol=1e-7, err_msg=k)
+
+
+@pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not built")
+def test_evaluator_three_processes_equal_one(tmp_path, weights):
+    mp.spawn(_evaluator_worker, args=(3, str(tmp_path / "init"), str(tmp_path), weights), nprocs=3, join=True)
+    real, fake = _ev_images()
+    single = Evaluator(weights=weights, device="cpu", batch_size=4, **EV_OPTS)
+    single.update(_nchw(real), real=True)
+    single.update(_nchw(fake))
+    n, stats, _ = single._fake.combined(False)
+    expected = single.compute()
+    gen_single = evaluate_generator(_toy_generator, n=11, batch_size=11, seed=5, reference=real, weights=weights,
+                                    device="cpu", value_range=(0, 1), metrics=("fid", "kid"), kid_subsets=4,
+                                    kid_subset_size=5)
+    outs = [dict(np.load(tmp_path / f"ev{r}.npz", allow_pickle=False)) for r in range(3)]
+    local_concat = np.concatenate([o["local_pool3"] for o in outs])
+    for o in outs:
+        assert int(o["n"]) == 17 and (int(o["n_a"]), int(o["n_b"])) == (14, 17)
+        np.testing.assert_allclose(o["mean"], stats["pool3"].mean, rtol=1e-9)
+        np.testing.assert_allclose(o["cov"], stats["pool3"].cov, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(o["spatial_cov"], stats["spatial"].cov, rtol=1e-9, atol=1e-12)
+        np.testing.assert_array_equal(o["gathered"], local_concat)  # every row once, in rank order, exact
+        _assert_values_close(json.loads(str(o["values"])), expected.values)
+        assert int(o["gen_n"]) == 11
+        _assert_values_close(json.loads(str(o["gen"])), gen_single.values)
+    for o in outs[1:]:  # every process holds the identical result
+        assert str(o["values"]) == str(outs[0]["values"]) and str(o["gen"]) == str(outs[0]["gen"])
+        np.testing.assert_array_equal(o["cov"], outs[0]["cov"])
+
+
+def _torchrun(args, cwd, env=None, nproc=2):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "-m", "fidkit", *args]
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600, env=env)
+
+
+@pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not built")
+def test_torchrun_eval_and_stats_equal_one_process(tmp_path, weights, capsys):
+    real = write_folder(tmp_path / "real", smooth_images(9, 40, seed=31))
+    fake = write_folder(tmp_path / "fake", smooth_images(12, 40, seed=32))
+    common = ["--weights", weights, "--device", "cpu", "--batch-size", "4"]
+    eval_args = ["eval", str(real), str(fake), "--metrics", "fid,kid,is,sfid,pr", "--kid-subsets", "3",
+                 "--kid-subset-size", "5", "--is-splits", "2", "--json", *common]
+    out = _torchrun(eval_args, tmp_path)
+    assert out.returncode == 0, out.stderr
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
+    assert len(lines) == 1  # only rank 0 prints
+    multi = json.loads(lines[0])
+
+    from fidkit.cli import main
+    assert main(eval_args) == 0
+    one = json.loads(capsys.readouterr().out)
+    assert (multi["n_a"], multi["n_b"]) == (one["n_a"], one["n_b"]) == (9, 12)
+    for key in ("fid", "kid", "is", "sfid", "precision", "recall"):
+        np.testing.assert_allclose(multi[key], one[key], rtol=1e-6, atol=1e-7, err_msg=key)
+
+    out = _torchrun(["stats", str(real), "-o", str(tmp_path / "multi.npz"), "--features", *common], tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert main(["stats", str(real), "-o", str(tmp_path / "one.npz"), "--features", *common]) == 0
+    multi_ref, one_ref = (fidkit.Reference.load(tmp_path / f) for f in ("multi.npz", "one.npz"))
+    assert multi_ref.stats["pool3"].n == 9
+    # torchrun runs one thread per process: float32 convolutions round differently, features agree to ~1e-6.
+    np.testing.assert_allclose(multi_ref.features["pool3"], one_ref.features["pool3"], rtol=1e-5, atol=1e-6)
+    cov = one_ref.stats["pool3"].cov
+    np.testing.assert_allclose(multi_ref.stats["pool3"].cov, cov, rtol=0, atol=1e-4 * np.abs(cov).max())
+
+    bad = write_folder(tmp_path / "bad", smooth_images(4, 40, seed=33))
+    (bad / "0003.png").write_bytes(b"not a png")
+    out = _torchrun(["fid", str(real), str(bad), *common], tmp_path)
+    # Every process stops with rank 0's message (no hang); torchrun itself exits 1 when a worker fails.
+    assert out.returncode != 0 and out.stderr.count("fidkit: error:") == 1 and "0003.png" in out.stderr

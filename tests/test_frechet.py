@@ -95,3 +95,14 @@ def test_nan_and_shape_errors():
         frechet_distance_from_moments([np.nan, 0], np.eye(2), [0, 0], np.eye(2))
     with pytest.raises(BadInputError, match="shape mismatch"):
         frechet_distance_from_moments([0, 0], np.eye(2), [0, 0, 0], np.eye(3))
+
+
+def test_zero_covariance_is_a_plain_mean_distance():
+    # All samples identical on one side (e.g. a collapsed generator): tr sqrt(0 * S) = 0.
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((40, 6))
+    cov = np.cov(x, rowvar=False)
+    mu = np.ones(6)
+    for a, b in ((np.zeros((6, 6)), cov), (cov, np.zeros((6, 6))), (np.zeros((6, 6)), np.zeros((6, 6)))):
+        expected = float(mu @ mu + np.trace(a) + np.trace(b))
+        assert frechet_distance_from_moments(mu, a, np.zeros(6), b) == pytest.approx(expected, rel=1e-12)

@@ -162,8 +162,12 @@ def test_float_without_range_nan_and_out_of_range_ints():
         to_uint8_nhwc(torch.full((1, 3, 4, 4), float("nan")), "t", (0, 1))
     with pytest.raises(BadInputError, match="0..255"):
         to_uint8_nhwc(torch.full((1, 3, 4, 4), 300), "t", None)
-    with pytest.raises(BadInputError, match="uint8 images are always"):
-        to_uint8_nhwc(torch.zeros(1, 3, 4, 4, dtype=torch.uint8), "t", (0, 1))
+    u8 = torch.randint(0, 256, (1, 3, 16, 16), dtype=torch.uint8)
+    (img, tags), = to_uint8_nhwc(u8, "t", (0, 1))  # a declared float range does not rescale uint8
+    np.testing.assert_array_equal(img, u8[0].permute(1, 2, 0).numpy())
+    assert not tags
+    (_, tags), = to_uint8_nhwc((torch.rand(1, 3, 16, 16) > 0.5).to(torch.uint8), "t", None)
+    assert tags == {"range_uint8_01"}  # [0, 1] floats cast with .byte()
 
 
 @pytest.mark.parametrize("values,declared,tag", [

@@ -37,6 +37,9 @@ TAG_TEXT = {
                       "(declare value_range=(0, 1) if so)",
     "range_looks_01_as_255": "were declared as [0, 255] but all values are at most 1: they look like [0, 1] data",
     "range_clipped": "had values outside the declared range, which were clipped",
+    "range_uint8_01": "are uint8 but hold only the values 0 and 1: they look like [0, 1] floats cast to uint8 "
+                      "without scaling (multiply by 255 and round before casting, or pass the floats with "
+                      "value_range=(0, 1))",
 }
 
 

@@ -340,7 +340,9 @@ def to_uint8_nchw(batch, where: str, value_range, *, channels_last: bool | None 
 
     Tensors are NCHW and numpy arrays NHWC unless ``channels_last`` says
     otherwise; a tensor stays on its device.  One or four channels become three
-    (tagged ``gray`` / ``alpha``).  Integers must lie in 0..255.  Floats need a
+    (tagged ``gray`` / ``alpha``).  uint8 is always [0, 255], whatever
+    ``value_range`` says (it describes float inputs, so one setting serves a uint8
+    reference and float samples).  Other integers must lie in 0..255.  Floats need a
     declared ``value_range``; they are mapped to [0, 255] and rounded, which is
     what saving them as PNG does; values that look like another range are tagged.
     """
@@ -379,10 +381,9 @@ def _to_uint8(x: torch.Tensor, where: str, value_range) -> tuple[torch.Tensor, s
         value_range = tuple(float(v) for v in value_range)
         if value_range not in VALUE_RANGES:
             raise BadInputError(f"value_range={value_range}: use (0, 1), (-1, 1) or (0, 255)")
-    if x.dtype == torch.uint8:
-        if value_range not in (None, (0.0, 255.0)):
-            raise BadInputError(f"{where}: uint8 images are always [0, 255]; value_range={value_range} "
-                                "applies only to float input (convert with .float() / 255 to use it)")
+    if x.dtype == torch.uint8:  # always [0, 255]: a declared value_range describes float inputs only
+        if x.numel() >= 3 * 16 * 16 and int(x.max()) <= 1:
+            return x, {"range_uint8_01"}
         return x, set()
     if x.dtype == torch.bool or x.is_complex():
         raise BadInputError(f"{where}: images of dtype {x.dtype} are not supported")

@@ -74,6 +74,8 @@ def trace_sqrt_product(cov_a, cov_b, *, n_a: int | None = None, n_b: int | None 
     factor = None if deficient_a else _cholesky_if_well_conditioned(sa)
     if factor is None:
         factor = _psd_factor(sa)
+    if factor.shape[1] == 0:  # cov_a is zero (all samples identical): the product is zero
+        return 0.0
     eig = torch.linalg.eigvalsh(factor.T @ (sb @ factor))
     tol = eig.abs().max() * eig.shape[0] * _EPS
     eig = torch.where(eig > tol, eig, torch.zeros_like(eig))
