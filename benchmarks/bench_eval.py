@@ -77,9 +77,12 @@ def child_torchmetrics(spec: dict) -> dict:
 
     w = spec["weights"]
     fid = FrechetInceptionDistance(feature=2048, feature_extractor_weights_path=w, antialias=False)
-    kid = KernelInceptionDistance(feature=NoTrainInceptionV3("inception-v3-compat", ["2048"], w),
+    # antialias=False everywhere: the TF1 resize of FID's object (and of torch-fidelity and fidkit's tf mode);
+    # NoTrainInceptionV3's own default is an antialiased resize, which would compare different features.
+    kid = KernelInceptionDistance(feature=NoTrainInceptionV3("inception-v3-compat", ["2048"], w, antialias=False),
                                   subset_size=spec["kid_subset_size"])
-    isc = InceptionScore(feature=NoTrainInceptionV3("inception-v3-compat", ["logits_unbiased"], w))
+    isc = InceptionScore(feature=NoTrainInceptionV3("inception-v3-compat", ["logits_unbiased"], w,
+                                                    antialias=False))
     warnings.simplefilter("ignore")
 
     def batches(folder):
