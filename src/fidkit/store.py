@@ -56,7 +56,9 @@ class FeatureStore:
     def array(self) -> np.ndarray:
         """All rows as an ``n x dim`` float32 array (a read-only memory map once spilled)."""
         if self._file is None:
-            return np.concatenate(self._chunks) if self._chunks else np.empty((0, self.dim), np.float32)
+            if len(self._chunks) > 1:  # keep one copy, not chunks plus their concatenation
+                self._chunks = [np.concatenate(self._chunks)]
+            return self._chunks[0] if self._chunks else np.empty((0, self.dim), np.float32)
         self._file.flush()
         if self.n == 0:
             return np.empty((0, self.dim), np.float32)

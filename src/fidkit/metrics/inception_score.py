@@ -36,16 +36,17 @@ def inception_score(logits, *, splits: int = 10, shuffle: bool = True, seed: int
     ``shuffle``/``seed``: permute rows with ``np.random.RandomState(seed)``
     first, as torch-fidelity does; ``shuffle=False`` splits in the given order.
     """
-    x = as_finite_2d(logits, "logits")
+    x = as_finite_2d(logits, "logits", keep_float32=True)  # rows become float64 one split at a time
     n = x.shape[0]
     splits = positive_int(splits, "splits")
     if n < splits:
         raise BadInputError(f"logits has {n} rows, fewer than splits={splits}: pass more samples or fewer splits")
     _warn_if_probabilities(x)
-    if shuffle:
-        x = x[np.random.RandomState(seed).permutation(n)]
-    log_p = torch.from_numpy(x).log_softmax(dim=1)
-    scores = [_split_score(log_p[i * n // splits:(i + 1) * n // splits]) for i in range(splits)]
+    order = np.random.RandomState(seed).permutation(n) if shuffle else np.arange(n)
+    scores = []
+    for i in range(splits):
+        rows = np.asarray(x[order[i * n // splits:(i + 1) * n // splits]], dtype=np.float64)
+        scores.append(_split_score(torch.from_numpy(rows).log_softmax(dim=1)))
     return ScoreWithSpread.from_values(scores, n // splits)
 
 
