@@ -153,13 +153,5 @@ def extract(source: ImageSource, extractor: InceptionExtractor, mode: Mode, *, s
     return Extracted(stats, features, diagnostics.messages(n), n)
 
 
-def extract_stats(source: ImageSource, extractor: InceptionExtractor, mode: Mode, *,
-                  batch_size: int = 32, workers: int | None = None, progress: bool = False,
-                  taps=("pool3",)) -> tuple[dict[str, FeatureStats], list[str]]:
-    """Streamed statistics per tap, and warnings (the FID path)."""
-    out = extract(source, extractor, mode, stream=taps, batch_size=batch_size, workers=workers, progress=progress)
-    return out.stats, out.warnings
-
-
 def _short(text: str, width: int = 40) -> str:
     return text if len(text) <= width else "…" + text[-(width - 1):]
