@@ -348,8 +348,10 @@ def child_frechet(spec: dict) -> dict:
         from pytorch_fid.fid_score import calculate_frechet_distance as scipy_route
         scipy_name = "pytorch_fid.fid_score.calculate_frechet_distance"
     except ImportError:
-        scipy_route, scipy_name = None, None
-        if have_scipy:
+        scipy_name = None
+        if not have_scipy:
+            scipy_route = None
+        else:
             from scipy import linalg
 
             def scipy_route(mu1, s1, mu2, s2):  # the same computation as pytorch-fid / TTUR
@@ -623,41 +625,55 @@ def launch(task: str, spec: dict, log, timeout: float | None, quiet: tuple[float
     raise AssertionError("unreachable")
 
 
-def _launch_once(task: str, spec: dict, log, timeout: float | None, quiet: tuple[float, float] | None) -> dict:
-    cmd = [sys.executable, os.path.abspath(__file__), "--run-one", task, "--spec", json.dumps(spec)]
+def run_measured(cmd: list[str], label: str, log, timeout: float | None, quiet: tuple[float, float] | None,
+                 marker: str = RESULT_MARKER) -> dict:
+    """Run one measurement subprocess, after waiting for a quiet machine if asked.
+
+    Returns the child's last ``marker`` line (a JSON object) with the wall time and the share of the machine's
+    CPU that other processes used meanwhile, or ``{"error": ...}``.  The child's output goes to ``log``.
+    """
     waited = wait_until_quiet(*quiet) if quiet and quiet[1] > 0 else None
-    print(f"  [{time.strftime('%H:%M:%S')}] {task} ...", end="", flush=True)
+    print(f"  [{time.strftime('%H:%M:%S')}] {label} ...", end="", flush=True)
     busy0, own0 = _busy_cpu_s(), _children_cpu_s()
     t0 = time.perf_counter()
     try:
         proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         print(f" TIMEOUT after {timeout:.0f} s")
-        return {"task": task, "error": f"timed out after {timeout:.0f} s"}
+        return {"error": f"timed out after {timeout:.0f} s"}
     wall = time.perf_counter() - t0
     busy1, own1 = _busy_cpu_s(), _children_cpu_s()
-    contention = {"child_cpu_s": own1 - own0}
-    if busy0 is not None and busy1 is not None:
-        # CPU time that other processes (not this benchmark) used while the child ran, as a share of the machine.
-        contention["foreign_cpu_share"] = max(0.0, (busy1 - busy0) - (own1 - own0)) / (wall * (os.cpu_count() or 1))
-    if waited:
-        contention.update(waited)
-    log.write(f"===== {task} (rc={proc.returncode}, {wall:.1f} s)\n--- stdout\n{proc.stdout}\n--- stderr\n"
+    log.write(f"===== {label} (rc={proc.returncode}, {wall:.1f} s)\n--- stdout\n{proc.stdout}\n--- stderr\n"
               f"{proc.stderr}\n")
     log.flush()
-    results = [json.loads(line[len(RESULT_MARKER):]) for line in proc.stdout.splitlines()
-               if line.startswith(RESULT_MARKER)]
+    results = [json.loads(line[len(marker):]) for line in proc.stdout.splitlines() if line.startswith(marker)]
     if proc.returncode != 0 or not results:
         tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
         print(f" FAILED (rc={proc.returncode}, {wall:.0f} s)\n{tail}")
-        return {"task": task, "error": f"rc={proc.returncode}: " + (tail.splitlines()[-1] if tail else "no output")}
+        return {"error": f"rc={proc.returncode}: " + (tail.splitlines()[-1] if tail else "no output")}
     res = results[-1]
     res["process_wall_s"] = wall
-    res.update(contention)
-    busy_note = ""
-    if contention.get("foreign_cpu_share", 0) > BUSY_WARN:
-        busy_note = f", WARNING: other processes used {contention['foreign_cpu_share']:.0%} of the CPU meanwhile"
-    print(f" {'skipped: ' + res['skipped'] if 'skipped' in res else 'done'} ({wall:.0f} s{busy_note})")
+    res["child_cpu_s"] = own1 - own0
+    if busy0 is not None and busy1 is not None:
+        # CPU time that other processes (not this benchmark) used while the child ran, as a share of the machine.
+        res["foreign_cpu_share"] = max(0.0, (busy1 - busy0) - (own1 - own0)) / (wall * (os.cpu_count() or 1))
+    if waited:
+        res.update(waited)
+    return res
+
+
+def busy_note(res: dict) -> str:
+    share = res.get("foreign_cpu_share", 0)
+    return f", WARNING: other processes used {share:.0%} of the CPU meanwhile" if share > BUSY_WARN else ""
+
+
+def _launch_once(task: str, spec: dict, log, timeout: float | None, quiet: tuple[float, float] | None) -> dict:
+    cmd = [sys.executable, os.path.abspath(__file__), "--run-one", task, "--spec", json.dumps(spec)]
+    res = run_measured(cmd, task, log, timeout, quiet)
+    res["task"] = task
+    if "error" not in res:
+        print(f" {'skipped: ' + res['skipped'] if 'skipped' in res else 'done'} "
+              f"({res['process_wall_s']:.0f} s{busy_note(res)})")
     return res
 
 

@@ -32,7 +32,6 @@ import json
 import os
 import platform
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,7 +39,7 @@ import warnings
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_fid import BUSY_WARN, _busy_cpu_s, _children_cpu_s, wait_until_quiet  # noqa: E402
+from bench_fid import BUSY_WARN, busy_note, run_measured  # noqa: E402
 
 RESULT_MARKER = "@@ONLINE-RESULT@@ "
 LIBS = ("fidkit", "torchmetrics")
@@ -375,43 +374,14 @@ def run_child(spec: dict) -> dict:
 
 def _launch_once(spec: dict, log, timeout: float, quiet: tuple[float, float]) -> dict:
     cmd = [sys.executable, os.path.abspath(__file__), "--run-one", json.dumps(spec)]
-    waited = wait_until_quiet(*quiet) if quiet[1] > 0 else None
-    label = f"{spec['part']} {spec['lib']} N={spec['n']}"
-    print(f"  [{time.strftime('%H:%M:%S')}] {label} ...", end="", flush=True)
-    busy0, own0 = _busy_cpu_s(), _children_cpu_s()
-    t0 = time.perf_counter()
-    try:
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        print(f" TIMEOUT after {timeout:.0f} s")
-        return {"error": f"timed out after {timeout:.0f} s"}
-    wall = time.perf_counter() - t0
-    busy1, own1 = _busy_cpu_s(), _children_cpu_s()
-    log.write(f"===== {label} (rc={proc.returncode}, {wall:.1f} s)\n--- stdout\n{proc.stdout}\n--- stderr\n"
-              f"{proc.stderr}\n")
-    log.flush()
-    found = [json.loads(line[len(RESULT_MARKER):]) for line in proc.stdout.splitlines()
-             if line.startswith(RESULT_MARKER)]
-    if proc.returncode != 0 or not found:
-        tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
-        print(f" FAILED (rc={proc.returncode}, {wall:.0f} s)\n{tail}")
-        return {"error": f"rc={proc.returncode}: " + (tail.splitlines()[-1] if tail else "no output")}
-    res = found[-1]
-    res["process_wall_s"] = wall
-    res["child_cpu_s"] = own1 - own0
-    if busy0 is not None and busy1 is not None:
-        # CPU time other processes used while the child ran, as a share of the whole machine
-        res["foreign_cpu_share"] = max(0.0, (busy1 - busy0) - (own1 - own0)) / (wall * (os.cpu_count() or 1))
-    if waited:
-        res.update(waited)
+    res = run_measured(cmd, f"{spec['part']} {spec['lib']} N={spec['n']}", log, timeout, quiet, RESULT_MARKER)
+    if "error" in res:
+        return res
     if "skipped" in res:
         print(f" skipped: {res['skipped']}")
     else:
-        note = ""
-        if res.get("foreign_cpu_share", 0) > BUSY_WARN:
-            note = f", WARNING: other processes used {res['foreign_cpu_share']:.0%} of the CPU meanwhile"
         print(f" {res['eval_s']:.1f} s per evaluation, peak RSS {res['peak_rss_mb'] / 1024:.2f} GB "
-              f"({wall:.0f} s wall{note})")
+              f"({res['process_wall_s']:.0f} s wall{busy_note(res)})")
     return res
 
 
