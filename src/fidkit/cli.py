@@ -37,7 +37,7 @@ def _positive(text: str) -> int:
     return v
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+def _common(p: argparse.ArgumentParser, comparison: bool = False) -> None:
     p.add_argument("--mode", choices=sorted(MODES), default=None,
                    help="preprocessing: tf (default; the reference TF graph's resize), clean (clean-fid), "
                         "pytorch (pytorch-fid). Defaults to the mode recorded in given statistics.")
@@ -51,10 +51,16 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="value range of float image arrays (0,1 or -1,1 or 0,255)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no warnings on stderr")
+    if comparison:
+        p.add_argument("--force", action="store_true", help="compare statistics even if their provenance differs")
+        p.add_argument("--log", metavar="FILE", help="append one JSON line per run to FILE")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fidkit", description="FID and friends for generative models.")
+    parser = argparse.ArgumentParser(
+        prog="fidkit", description="FID and friends for generative models.",
+        epilog="Under 'torchrun --nproc_per_node K -m fidkit ...' each process extracts every K-th image and "
+               "rank 0 prints the combined result.")
     parser.add_argument("--version", action="version", version=f"fidkit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -64,9 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "file from 'fidkit stats', or a name saved with 'fidkit stats --name'.")
     p.add_argument("a", metavar="REAL")
     p.add_argument("b", metavar="FAKE")
-    _common(p)
-    p.add_argument("--force", action="store_true", help="compare statistics even if their provenance differs")
-    p.add_argument("--log", metavar="FILE", help="append one JSON line per run to FILE")
+    _common(p, comparison=True)
 
     p = sub.add_parser("eval", help="several metrics (FID, KID, IS, sFID, precision/recall, ...) from one pass",
                        description="Metrics of FAKE against REAL from one network pass per image. Sources as for "
@@ -84,13 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pr-k", type=_positive, default=defaults.pr_k, help="neighbours for precision/recall")
     p.add_argument("--dc-k", type=_positive, default=defaults.dc_k, help="neighbours for density/coverage")
     p.add_argument("--bootstrap", type=int, default=0, metavar="N",
-                   help="N bootstrap resamples for a FID confidence interval (default: none)")
+                   help="N bootstrap resamples for confidence intervals of FID, precision, recall, density and "
+                        "coverage (default: none)")
     p.add_argument("--confidence", type=float, default=defaults.confidence)
     p.add_argument("--seed", type=int, default=defaults.seed, help="seed of every random choice (default 2020, "
                                                                    "torch-fidelity's)")
-    _common(p)
-    p.add_argument("--force", action="store_true", help="compare statistics even if their provenance differs")
-    p.add_argument("--log", metavar="FILE", help="append one JSON line per run to FILE")
+    _common(p, comparison=True)
 
     p = sub.add_parser("stats", help="precompute reference statistics of a source")
     p.add_argument("source", metavar="SOURCE")
