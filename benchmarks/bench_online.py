@@ -44,6 +44,7 @@ from bench_fid import BUSY_WARN, busy_note, run_measured  # noqa: E402
 RESULT_MARKER = "@@ONLINE-RESULT@@ "
 LIBS = ("fidkit", "torchmetrics")
 PARTS = ("pipeline", "state")
+METRICS = ("fid", "kid", "is")
 BATCH = 50
 PIPELINE_SIZE = 64      # part 1 images: 64 x 64, resized to 299 by each library (TF1 bilinear in both)
 STATE_SIZE = 299        # part 2 images: already 299 x 299, so neither library spends time resizing
@@ -187,35 +188,56 @@ class TorchmetricsTrio:
             self.isc = InceptionScore(
                 feature=NoTrainInceptionV3("inception-v3-compat", ["logits_unbiased"], w, antialias=False),
                 splits=spec["is_splits"])
-        for m in (self.fid, self.kid, self.isc):
+        wanted = spec.get("metrics", METRICS)
+        self.fid = self.fid if "fid" in wanted else None  # objects of metrics not asked for are dropped unused
+        self.kid = self.kid if "kid" in wanted else None
+        self.isc = self.isc if "is" in wanted else None
+        self.objects = [m for m in (self.fid, self.kid, self.isc) if m is not None]
+        for m in self.objects:
             m.to(device)
+        self.n = {True: 0, False: 0}
 
     def update(self, x, real: bool) -> None:
-        self.fid.update(x, real=real)
-        self.kid.update(x, real=real)
-        if not real:
+        if self.fid is not None:
+            self.fid.update(x, real=real)
+        if self.kid is not None:
+            self.kid.update(x, real=real)
+        if self.isc is not None and not real:
             self.isc.update(x)
+        self.n[real] += x.shape[0]
 
     def compute(self) -> dict:
+        out, times = {}, {}
         t0 = time.perf_counter()
-        fid = float(self.fid.compute())
-        t1 = time.perf_counter()
-        kid_mean, kid_std = self.kid.compute()
-        t2 = time.perf_counter()
-        is_mean, is_std = self.isc.compute()
-        t3 = time.perf_counter()
-        return {"fid": fid, "kid": float(kid_mean), "kid_std": float(kid_std),
-                "is": float(is_mean), "is_std": float(is_std),
-                "n_a": int(self.fid.real_features_num_samples), "n_b": int(self.fid.fake_features_num_samples),
-                "compute_breakdown_s": {"fid": t1 - t0, "kid": t2 - t1, "is": t3 - t2}}
+        if self.fid is not None:
+            out["fid"] = float(self.fid.compute())
+            times["fid"] = time.perf_counter() - t0
+        if self.kid is not None:
+            t = time.perf_counter()
+            kid_mean, kid_std = self.kid.compute()
+            out.update(kid=float(kid_mean), kid_std=float(kid_std))
+            times["kid"] = time.perf_counter() - t
+        if self.isc is not None:
+            t = time.perf_counter()
+            is_mean, is_std = self.isc.compute()
+            out.update({"is": float(is_mean), "is_std": float(is_std)})
+            times["is"] = time.perf_counter() - t
+        if self.fid is not None:
+            out.update(n_a=int(self.fid.real_features_num_samples), n_b=int(self.fid.fake_features_num_samples))
+        else:  # what the objects were fed (KID and IS keep no public count)
+            out.update(n_a=self.n[True], n_b=self.n[False])
+        return dict(out, compute_breakdown_s=times)
 
     def reset(self) -> None:  # FID and KID keep the real side (reset_real_features=False)
-        for m in (self.fid, self.kid, self.isc):
+        for m in self.objects:
             m.reset()
+        self.n[False] = 0
 
     def cross_checks(self, spec: dict) -> dict:
         """IS of torchmetrics' own logits with torch-fidelity's (and fidkit's) split protocol: numpy seed 2020."""
         out = {}
+        if self.isc is None:
+            return out
         try:
             import torch
             from torch_fidelity.metric_isc import isc_features_to_metric
@@ -234,7 +256,7 @@ class FidkitOnline:
         import fidkit
         self.version = fidkit.__version__
         from fidkit import Evaluator
-        kw = dict(metrics=("fid", "kid", "is"), reference=None, device=str(device),
+        kw = dict(metrics=tuple(spec.get("metrics", METRICS)), reference=None, device=str(device),
                   kid_subset_size=spec["kid_subset_size"])
         if spec["kid_subsets"] != 100:  # fidkit's default; only passed when changed (not in the spec'd signature)
             kw["kid_subsets"] = spec["kid_subsets"]
@@ -252,9 +274,8 @@ class FidkitOnline:
     def compute(self) -> dict:
         res = self.ev.compute()
         vals = getattr(res, "values", {}) or {}
-        out = {"fid": float(res["fid"]), "kid": float(res["kid"]), "is": float(res["is"]),
-               "n_a": res.n_a, "n_b": res.n_b}
-        for k in ("kid_std", "is_std"):
+        out = {"n_a": res.n_a, "n_b": res.n_b}
+        for k in ("fid", "kid", "is", "kid_std", "is_std"):
             if k in vals:
                 out[k] = float(vals[k])
         return out
@@ -429,6 +450,10 @@ def render(results: dict) -> str:
         return runs.get(f"{part}:{lib}:{n}")
 
     machine = (f"{cfg['cpu_count']} cores ({cfg['cpu']}), torch {cfg['torch']}, {cfg['torch_threads']} threads")
+    chosen = list(cfg.get("metrics", METRICS))
+    if chosen != list(METRICS):
+        lines += [f"**Metrics in this run: {', '.join(chosen)} only** (fidkit `Evaluator(metrics={tuple(chosen)})`; "
+                  "torchmetrics: only the matching metric objects).", ""]
     if "pipeline" in cfg["parts"]:
         dev = cfg["device"]
         lines.append(f"### Part 1: online evaluation, full pipeline, random-weight Inception in both libraries "
@@ -578,7 +603,7 @@ def _breakdown_lines(results: dict, part: str) -> list[str]:
         r = results["runs"].get(f"{part}:torchmetrics:{n}")
         b = r["rounds"][0]["values"].get("compute_breakdown_s") if _ok(r) else None
         if b:
-            parts.append(f"N={n}: FID {b['fid']:.1f} s, KID {b['kid']:.1f} s, IS {b['is']:.2f} s")
+            parts.append(f"N={n}: " + ", ".join(f"{k.upper()} {v:.2f} s" for k, v in b.items()))
     if not parts:
         return []
     return [f"torchmetrics `compute()` by metric object ({cfg['kid_subsets']} KID subsets): " + "; ".join(parts)
@@ -627,7 +652,7 @@ def check_problems(results: dict) -> list[str]:
                            f"n_b={v.get('n_b')}, expected {n} and {n}"
                            + (" (reset() should keep the real side and clear the generated side)"
                               if rr["checkpoint"] else ""))
-            bad = [k for k in ("fid", "kid", "is") if v.get(k) is None or v[k] != v[k]]
+            bad = [k for k in cfg.get("metrics", METRICS) if v.get(k) is None or v[k] != v[k]]
             if bad:
                 out.append(f"{key}: checkpoint {rr['checkpoint']}: no finite value for {', '.join(bad)}")
     for n in cfg["n"]:
@@ -637,8 +662,8 @@ def check_problems(results: dict) -> list[str]:
                 out.append(f"pipeline N={n}: the two libraries were not fed the same images")
             for c, (a, b) in enumerate(zip(fk["rounds"], tm["rounds"])):
                 va, vb = a["values"], b["values"]
-                checks = [("FID", va["fid"], vb["fid"])]
-                if cfg["kid_subset_size"] >= n:  # every KID subset is the whole set: the same number in both
+                checks = [("FID", va["fid"], vb["fid"])] if "fid" in va else []
+                if cfg["kid_subset_size"] >= n and "kid" in va:  # every KID subset is the whole set: the same number in both
                     checks.append(("KID (subset size = N)", va["kid"], vb["kid"]))
                 seeded = b.get("cross_checks", {}).get("is_seed2020_splits")
                 if seeded is not None:
@@ -658,6 +683,8 @@ def main(argv=None) -> int:
                    help="images per side for part 1 (comma-separated list allowed; 5000 is usual on a GPU)")
     p.add_argument("--state-n", default="5000,20000", help="samples per side for part 2 (comma-separated)")
     p.add_argument("--parts", default=",".join(PARTS), help="comma-separated subset of " + ",".join(PARTS))
+    p.add_argument("--metrics", default=",".join(METRICS),
+                   help="comma-separated subset of fid,kid,is (fid alone shows the streaming state)")
     p.add_argument("--libs", default=",".join(LIBS), help="comma-separated subset of " + ",".join(LIBS))
     p.add_argument("--quick", action="store_true",
                    help="tiny sizes for checking the script: --n 60 --state-n 200,400 --checkpoints 2 --kid-subsets 10")
@@ -700,14 +727,16 @@ def main(argv=None) -> int:
     state_ns = [int(x) for x in args.state_n.split(",") if x.strip()]
     parts = [x.strip() for x in args.parts.split(",") if x.strip()]
     libs = [x.strip() for x in args.libs.split(",") if x.strip()]
-    for name, got, allowed in (("--parts", parts, PARTS), ("--libs", libs, LIBS)):
+    metrics = [x.strip() for x in args.metrics.split(",") if x.strip()]
+    for name, got, allowed in (("--parts", parts, PARTS), ("--libs", libs, LIBS), ("--metrics", metrics, METRICS)):
         if set(got) - set(allowed):
             p.error(f"{name}: unknown {sorted(set(got) - set(allowed))}; choose from {allowed}")
     if min(ns + state_ns) < max(2, args.is_splits):
         p.error(f"every N must be at least {max(2, args.is_splits)} (IS splits)")
 
     import torch
-    cfg = {"n": ns, "state_n": state_ns, "parts": parts, "libs": libs, "checkpoints": args.checkpoints,
+    cfg = {"n": ns, "state_n": state_ns, "parts": parts, "libs": libs, "metrics": metrics,
+           "checkpoints": args.checkpoints,
            "kid_subset_size": args.kid_subset_size, "kid_subsets": args.kid_subsets, "is_splits": args.is_splits,
            "device": args.device, "batch": BATCH, "cpu_count": os.cpu_count(),
            "cpu": platform.processor() or platform.machine(), "python": platform.python_version(),
@@ -739,7 +768,7 @@ def main(argv=None) -> int:
                         spec = {"lib": lib, "part": part, "n": n, "threads": args.threads, "device": args.device,
                                 "weights": str(weights) if weights else None, "checkpoints": args.checkpoints,
                                 "kid_subset_size": min(args.kid_subset_size, n), "kid_subsets": args.kid_subsets,
-                                "is_splits": args.is_splits}
+                                "is_splits": args.is_splits, "metrics": metrics}
                         results["runs"][f"{part}:{lib}:{n}"] = launch(spec, log, args.timeout, quiet, args.retries)
                         args.out.write_text(json.dumps(results, indent=1, default=str))  # partial results survive
 
