@@ -129,3 +129,15 @@ def test_truncated_file_is_a_clear_error(tmp_path):
     with pytest.raises(BadInputError, match="ref.npz"):
         FeatureStats.load(path)
     assert zipfile  # the format is a zip archive of .npy members
+
+
+def test_update_never_changes_the_callers_arrays():
+    mu, cov = np.zeros(4), np.eye(4)
+    s = FeatureStats.from_moments(mu, cov, n=10)
+    s.update(np.ones((3, 4)))
+    np.testing.assert_array_equal(mu, np.zeros(4))
+    np.testing.assert_array_equal(cov, np.eye(4))
+    copy = s.copy()
+    s.update(np.full((2, 4), 5.0))
+    assert copy.n == 13 and s.n == 15  # a copy is independent of later updates
+    np.testing.assert_allclose(copy.mean, np.full(4, 3 / 13))

@@ -34,6 +34,7 @@ class FeatureStats:
         self._m2 = None if m2 is None else np.asarray(m2, dtype=np.float64)
         self._cov = None if cov is None else np.asarray(cov, dtype=np.float64)
         self.provenance = provenance if provenance is not None else Provenance()
+        self._owned = False  # whether mean/_m2 are private arrays that update() may change in place
 
     # construction -----------------------------------------------------------------
     @classmethod
@@ -89,9 +90,22 @@ class FeatureStats:
         b = x.shape[0]
         batch_mean = x.mean(0)
         xc = x - batch_mean
-        batch = FeatureStats(b, batch_mean.numpy(), (xc.T @ xc).numpy(), self.provenance)
-        merged = self.merge(batch)
-        self.n, self.mean, self._m2 = merged.n, merged.mean, merged._m2
+        if self.n == 0:
+            self.n, self.mean, self._m2 = b, batch_mean.numpy(), (xc.T @ xc).numpy()
+            self._owned = True
+            return self
+        if not self._owned:  # never change arrays the caller may still hold
+            self.mean, self._m2 = np.array(self.mean), np.array(self._m2)
+            self._owned = True
+        # Chan's pairwise update, in place: two BLAS passes over the d x d co-moment and no d x d temporaries
+        # (a rank-b update, then a rank-1 update), the same formula as merge().
+        n = self.n + b
+        mean, m2 = torch.from_numpy(self.mean), torch.from_numpy(self._m2)  # views: updated in place
+        delta = batch_mean - mean
+        m2.addmm_(xc.T, xc)
+        m2.addr_(delta, delta, alpha=self.n * b / n)
+        mean.add_(delta, alpha=b / n)
+        self.n = n
         return self
 
     def merge(self, other: "FeatureStats") -> "FeatureStats":
