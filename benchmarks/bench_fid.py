@@ -625,6 +625,22 @@ def launch(task: str, spec: dict, log, timeout: float | None, quiet: tuple[float
     raise AssertionError("unreachable")
 
 
+def machine_info(threads: int | None) -> dict:
+    """What a result table needs to say about the machine and the run."""
+    import torch
+    info = {"cpu_count": os.cpu_count(), "cpu": platform.processor() or platform.machine(),
+            "python": platform.python_version(), "torch": torch.__version__,
+            "torch_threads": threads or torch.get_num_threads(),
+            "command": " ".join([os.path.basename(sys.executable)] + sys.argv),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    try:
+        with open("/proc/cpuinfo") as f:
+            info["cpu"] = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), info["cpu"])
+    except OSError:
+        pass
+    return info
+
+
 def run_measured(cmd: list[str], label: str, log, timeout: float | None, quiet: tuple[float, float] | None,
                  marker: str = RESULT_MARKER) -> dict:
     """Run one measurement subprocess, after waiting for a quiet machine if asked.
@@ -904,7 +920,6 @@ def main(argv=None) -> int:
     if importlib.util.find_spec("fidkit") is None:
         p.error("fidkit is not importable: run from the project's virtualenv (pip install -e .)")
 
-    import torch
     from fidkit.testing import write_random_inception_weights
 
     own_tmp = args.workdir is None
@@ -914,16 +929,8 @@ def main(argv=None) -> int:
     log_path = args.out.with_suffix(".log")
     t_start = time.perf_counter()
     procs = max(1, min(os.cpu_count() or 1, 8))
-    cfg = {"n": args.n, "n_large": args.n_large, "image_size": IMAGE_SIZE, "cpu_count": os.cpu_count(),
-           "cpu": platform.processor() or platform.machine(), "python": platform.python_version(),
-           "torch": torch.__version__, "torch_threads": args.threads or torch.get_num_threads(),
-           "command": " ".join([os.path.basename(sys.executable)] + sys.argv), "workdir": str(workdir),
-           "started": time.strftime("%Y-%m-%d %H:%M:%S")}
-    try:
-        with open("/proc/cpuinfo") as f:
-            cfg["cpu"] = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), cfg["cpu"])
-    except OSError:
-        pass
+    cfg = {"n": args.n, "n_large": args.n_large, "image_size": IMAGE_SIZE, "workdir": str(workdir),
+           **machine_info(args.threads)}
     for lib in LIBS:
         mod = MODULE_OF[lib]
         cfg[f"have_{mod}"] = importlib.util.find_spec(mod) is not None

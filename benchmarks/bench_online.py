@@ -30,7 +30,6 @@ import hashlib
 import importlib.util
 import json
 import os
-import platform
 import resource
 import sys
 import tempfile
@@ -39,7 +38,7 @@ import warnings
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_fid import BUSY_WARN, busy_note, run_measured  # noqa: E402
+from bench_fid import BUSY_WARN, busy_note, machine_info, run_measured  # noqa: E402
 
 RESULT_MARKER = "@@ONLINE-RESULT@@ "
 LIBS = ("fidkit", "torchmetrics")
@@ -734,20 +733,10 @@ def main(argv=None) -> int:
     if min(ns + state_ns) < max(2, args.is_splits):
         p.error(f"every N must be at least {max(2, args.is_splits)} (IS splits)")
 
-    import torch
     cfg = {"n": ns, "state_n": state_ns, "parts": parts, "libs": libs, "metrics": metrics,
            "checkpoints": args.checkpoints,
            "kid_subset_size": args.kid_subset_size, "kid_subsets": args.kid_subsets, "is_splits": args.is_splits,
-           "device": args.device, "batch": BATCH, "cpu_count": os.cpu_count(),
-           "cpu": platform.processor() or platform.machine(), "python": platform.python_version(),
-           "torch": torch.__version__, "torch_threads": args.threads or torch.get_num_threads(),
-           "command": " ".join([os.path.basename(sys.executable)] + sys.argv),
-           "started": time.strftime("%Y-%m-%d %H:%M:%S")}
-    try:
-        with open("/proc/cpuinfo") as f:
-            cfg["cpu"] = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cfg["cpu"])
-    except OSError:
-        pass
+           "device": args.device, "batch": BATCH, **machine_info(args.threads)}
     results: dict = {"config": cfg, "runs": {}}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     log_path = args.out.with_suffix(".log")
