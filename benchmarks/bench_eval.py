@@ -40,7 +40,7 @@ def _peak_rss_mb() -> float:
 
 def child_fidkit(spec: dict) -> dict:
     import fidkit
-    from fidkit.features import InceptionExtractor
+    from fidkit.extractors.runtime import InceptionExtractor
     InceptionExtractor.get(spec["weights"], "cpu")
     warnings.simplefilter("ignore")
     t0 = time.perf_counter()
@@ -105,7 +105,7 @@ def child_torchmetrics(spec: dict) -> dict:
 def child_metric_stage(spec: dict) -> dict:
     import numpy as np
     from fidkit import FeatureStats, metrics as M
-    from fidkit.store import FeatureStore
+    from fidkit.engine.store import FeatureStore
     n, d = spec["n_metrics"], 2048
     rng = np.random.default_rng(0)
     stores = []

@@ -246,7 +246,7 @@ def child_fid_pytorch_fid(spec: dict) -> dict:
 def child_fid_fidkit(spec: dict) -> dict:
     import numpy as np
     import fidkit
-    from fidkit.features import InceptionExtractor
+    from fidkit.extractors.runtime import InceptionExtractor
 
     w = spec["weights"]
     caught: list[str] = []
@@ -270,7 +270,7 @@ def child_fid_fidkit(spec: dict) -> dict:
         caught = sorted({str(x.message) for x in rec})
     if spec.get("stats_out"):
         np.savez(spec["stats_out"], mu_a=sa.mean, cov_a=sa.cov, n_a=sa.n, mu_b=sb.mean, cov_b=sb.cov, n_b=sb.n)
-    from fidkit.extract import default_workers
+    from fidkit.engine.extract import default_workers
     return {"fid": float(result.fid), "fid_stepwise": float(value), "total_s": total, "extract_s": extract,
             "frechet_s": frechet, "frechet_route": "fidkit", "extractor_get_cached_s": load_cached,
             "loader": f"{default_workers()} decode threads", "batch_size": 32, "version": fidkit.__version__,
@@ -406,8 +406,8 @@ def child_parity(spec: dict) -> dict:
     import numpy as np
     import torch
     from PIL import Image
-    from fidkit.features import InceptionExtractor
-    from fidkit.preprocess import MODES
+    from fidkit.extractors.runtime import InceptionExtractor
+    from fidkit.extractors.inception import MODES
 
     files = sorted(Path(spec["a"]).glob("*.png"))[: spec["n"]]
     imgs = np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files])  # N x H x W x 3 uint8

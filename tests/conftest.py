@@ -17,7 +17,9 @@ def isolated_cache(tmp_path_factory, monkeypatch):
     cache = tmp_path_factory.mktemp("cache")
     monkeypatch.setenv("FIDKIT_CACHE_DIR", str(cache))
     monkeypatch.setenv("FIDKIT_OFFLINE", "1")
-    monkeypatch.delenv("FIDKIT_INCEPTION_WEIGHTS", raising=False)
+    for var in ("FIDKIT_INCEPTION_WEIGHTS", "FIDKIT_DINOV2_VITL14_WEIGHTS", "FIDKIT_DINOV2_VITB14_WEIGHTS",
+                "FIDKIT_CLIP_VIT_B_32_WEIGHTS", "FIDKIT_CLIP_VIT_L_14_336PX_WEIGHTS"):
+        monkeypatch.delenv(var, raising=False)
     return cache
 
 
@@ -25,6 +27,14 @@ def isolated_cache(tmp_path_factory, monkeypatch):
 def weights(tmp_path_factory) -> str:
     """Random FID Inception weights with the published file's keys and shapes."""
     return write_random_inception_weights(tmp_path_factory.mktemp("weights") / "random-inception.pth", seed=0)
+
+
+@pytest.fixture(scope="session")
+def dinov2_weights(tmp_path_factory) -> str:
+    """Random DINOv2 ViT-B/14 weights in the published layout (the cheaper of the two archs)."""
+    from fidkit.testing import write_random_dinov2_weights
+    return write_random_dinov2_weights(tmp_path_factory.mktemp("weights") / "dinov2_vitb14_pretrain.pth",
+                                       "vitb14", seed=0)
 
 
 def smooth_images(n: int, size: int | tuple[int, int], seed: int) -> np.ndarray:

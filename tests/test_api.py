@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 import fidkit
-import fidkit.api as fidkit_api
+import fidkit.engine.evaluation as fidkit_api
 from fidkit import FeatureStats, FidkitWarning
 from fidkit.errors import BadInputError, IncomparableStatsError
 

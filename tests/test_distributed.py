@@ -9,7 +9,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from fidkit import FeatureStats, Provenance
-from fidkit.distributed import gather_rows, is_distributed, merge_across_processes
+from fidkit.engine.distributed import gather_rows, is_distributed, merge_across_processes
 
 PROV = Provenance(extractor="test", layer="pool3", mode="tf")
 SHARDS = [(0, 37), (37, 200), (200, 201)]  # uneven, one process with a single sample
@@ -96,9 +96,9 @@ def _evaluator_worker(rank, world, init_file, out_dir, weights):
         gen = evaluate_generator(_toy_generator, n=11, batch_size=3, seed=5, reference=_ev_images()[0],
                                  weights=weights, device="cpu", value_range=(0, 1), metrics=("fid", "kid"),
                                  kid_subsets=4, kid_subset_size=5)
-        np.savez(os.path.join(out_dir, f"ev{rank}.npz"), local_pool3=local["features"]["pool3"].numpy(),
-                 n=n, mean=stats["pool3"].mean, cov=stats["pool3"].cov, spatial_cov=stats["spatial"].cov,
-                 gathered=feats["pool3"], values=json.dumps(result.values), n_a=result.n_a, n_b=result.n_b,
+        np.savez(os.path.join(out_dir, f"ev{rank}.npz"), local_pool3=local["features"]["inception/pool3"].numpy(),
+                 n=n, mean=stats["inception/pool3"].mean, cov=stats["inception/pool3"].cov, spatial_cov=stats["inception/spatial"].cov,
+                 gathered=feats["inception/pool3"], values=json.dumps(result.values), n_a=result.n_a, n_b=result.n_b,
                  gen=json.dumps(gen.values), gen_n=gen.n_b)
     finally:
         dist.destroy_process_group()
@@ -132,9 +132,9 @@ def test_evaluator_three_processes_equal_one(tmp_path, weights):
     local_concat = np.concatenate([o["local_pool3"] for o in outs])
     for o in outs:
         assert int(o["n"]) == 17 and (int(o["n_a"]), int(o["n_b"])) == (14, 17)
-        np.testing.assert_allclose(o["mean"], stats["pool3"].mean, rtol=1e-9)
-        np.testing.assert_allclose(o["cov"], stats["pool3"].cov, rtol=1e-9, atol=1e-12)
-        np.testing.assert_allclose(o["spatial_cov"], stats["spatial"].cov, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(o["mean"], stats["inception/pool3"].mean, rtol=1e-9)
+        np.testing.assert_allclose(o["cov"], stats["inception/pool3"].cov, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(o["spatial_cov"], stats["inception/spatial"].cov, rtol=1e-9, atol=1e-12)
         np.testing.assert_array_equal(o["gathered"], local_concat)  # every row once, in rank order, exact
         _assert_values_close(json.loads(str(o["values"])), expected.values)
         assert int(o["gen_n"]) == 11
@@ -174,11 +174,11 @@ def test_torchrun_eval_and_stats_equal_one_process(tmp_path, weights, capsys):
     assert out.returncode == 0, out.stderr
     assert main(["stats", str(real), "-o", str(tmp_path / "one.npz"), "--features", *common]) == 0
     multi_ref, one_ref = (fidkit.Reference.load(tmp_path / f) for f in ("multi.npz", "one.npz"))
-    assert multi_ref.stats["pool3"].n == 9
+    assert multi_ref.stats["inception/pool3"].n == 9
     # torchrun runs one thread per process: float32 convolutions round differently, features agree to ~1e-6.
-    np.testing.assert_allclose(multi_ref.features["pool3"], one_ref.features["pool3"], rtol=1e-5, atol=1e-6)
-    cov = one_ref.stats["pool3"].cov
-    np.testing.assert_allclose(multi_ref.stats["pool3"].cov, cov, rtol=0, atol=1e-4 * np.abs(cov).max())
+    np.testing.assert_allclose(multi_ref.features["inception/pool3"], one_ref.features["inception/pool3"], rtol=1e-5, atol=1e-6)
+    cov = one_ref.stats["inception/pool3"].cov
+    np.testing.assert_allclose(multi_ref.stats["inception/pool3"].cov, cov, rtol=0, atol=1e-4 * np.abs(cov).max())
 
     bad = write_folder(tmp_path / "bad", smooth_images(4, 40, seed=33))
     (bad / "0003.png").write_bytes(b"not a png")

@@ -9,8 +9,8 @@ import fidkit
 from fidkit import metrics as M
 from fidkit.cli import main
 from fidkit.errors import BadInputError
-from fidkit.features import InceptionExtractor
-from fidkit.store import FeatureStore
+from fidkit.extractors.runtime import Extractor, InceptionExtractor
+from fidkit.engine.store import FeatureStore
 
 from conftest import smooth_images, write_folder
 
@@ -45,12 +45,12 @@ def test_fid_kid_is_equal_torch_fidelity(sets, weights, full):
 def test_one_forward_per_batch_feeds_every_metric(sets, weights, monkeypatch):
     real, fake = sets
     calls = []
-    original = InceptionExtractor.__call__
+    original = Extractor.__call__
 
     def counting(self, batch, taps=("pool3",)):
         calls.append(tuple(taps))
         return original(self, batch, taps)
-    monkeypatch.setattr(InceptionExtractor, "__call__", counting)
+    monkeypatch.setattr(Extractor, "__call__", counting)
     fidkit.evaluate(real, fake, metrics="fid,kid,is,sfid,prdc", weights=weights, device="cpu", batch_size=8,
                     kid_subset_size=12)
     assert len(calls) == 3 + 3  # ceil(24 / 8) + ceil(20 / 8): one forward per batch, not per metric
@@ -61,9 +61,9 @@ def test_metrics_equal_the_pure_functions_on_the_same_features(sets, weights, fu
     real, fake = sets
     ref = fidkit.compute_reference(real, features=True, weights=weights, device="cpu")
     gen = fidkit.compute_reference(fake, features=True, weights=weights, device="cpu")
-    fr, ff = ref.features["pool3"], gen.features["pool3"]
-    assert full["sfid"] == pytest.approx(M.frechet_distance(ref.stats["spatial"], gen.stats["spatial"]), rel=1e-9)
-    assert full["fid"] == pytest.approx(M.frechet_distance(ref.stats["pool3"], gen.stats["pool3"]), rel=1e-9)
+    fr, ff = ref.features["inception/pool3"], gen.features["inception/pool3"]
+    assert full["sfid"] == pytest.approx(M.frechet_distance(ref.stats["inception/spatial"], gen.stats["inception/spatial"]), rel=1e-9)
+    assert full["fid"] == pytest.approx(M.frechet_distance(ref.stats["inception/pool3"], gen.stats["inception/pool3"]), rel=1e-9)
     pr = M.precision_recall(fr, ff, k=3)
     dc = M.density_coverage(fr, ff, k=5)
     assert (full["precision"], full["recall"]) == (pr.precision, pr.recall)
@@ -75,12 +75,12 @@ def test_metrics_equal_the_pure_functions_on_the_same_features(sets, weights, fu
 def test_streamed_spatial_statistics_equal_one_shot(sets, weights):
     real, _ = sets
     ext = InceptionExtractor.get(weights, "cpu")
-    from fidkit.preprocess import MODES
+    from fidkit.extractors.inception import MODES
     import torch
     from PIL import Image
     imgs = [np.asarray(Image.open(p)) for p in sorted(real.glob("*.png"))]
     feats = ext(torch.stack([MODES["tf"].prepare(i) for i in imgs]), ("spatial",))["spatial"].double().numpy()
-    streamed = fidkit.compute_reference(real, weights=weights, device="cpu", batch_size=5).stats["spatial"]
+    streamed = fidkit.compute_reference(real, weights=weights, device="cpu", batch_size=5).stats["inception/spatial"]
     np.testing.assert_allclose(streamed.mean, feats.mean(0), atol=1e-6)
     np.testing.assert_allclose(streamed.cov, np.cov(feats, rowvar=False), atol=1e-6)
 

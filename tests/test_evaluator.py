@@ -8,8 +8,8 @@ import torch
 
 import fidkit
 from fidkit import BadInputError, Evaluator, evaluate_generator, sample_seeds, seeded_randn
-from fidkit.preprocess import MODES
-from fidkit.sources import to_uint8_nchw
+from fidkit.extractors.inception import MODES
+from fidkit.data.sources import to_uint8_nchw
 
 from conftest import smooth_images
 
@@ -97,7 +97,7 @@ def test_no_autograd_graph_is_built(images, weights):
     ev = Evaluator(("fid", "kid"), weights=weights, device="cpu", value_range=(0, 1))
     ev.update(x)
     state = ev.state_dict()["fake"]
-    assert not state["features"]["pool3"].requires_grad
+    assert not state["features"]["inception/pool3"].requires_grad
     assert x.grad is None and x.grad_fn is None
 
 

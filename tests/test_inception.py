@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from fidkit.errors import WeightsUnavailableError
-from fidkit.features import InceptionExtractor
-from fidkit.features.inception import FIDInceptionV3, load_state_dict_published
-from fidkit.preprocess import MODES
+from fidkit.extractors.runtime import InceptionExtractor
+from fidkit.extractors.inception import FIDInceptionV3, load_state_dict_published
+from fidkit.extractors.inception import MODES
 from fidkit.testing import random_inception_state_dict
 
 from conftest import smooth_images

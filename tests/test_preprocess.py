@@ -6,8 +6,9 @@ import torch
 import torch.nn.functional as F
 
 from fidkit.errors import BadInputError
-from fidkit.preprocess import MODES, get_mode
-from fidkit.resize import resize_tf1_bilinear
+from fidkit.extractors.inception import MODES
+from fidkit.extractors import get_spec
+from fidkit.data.resize import resize_tf1_bilinear
 
 from conftest import smooth_images
 
@@ -66,4 +67,4 @@ def test_modes_differ_from_each_other():
 
 def test_unknown_mode_is_an_error():
     with pytest.raises(BadInputError, match="unknown mode 'bicubic'"):
-        get_mode("bicubic")
+        get_spec("inception").variant("bicubic")

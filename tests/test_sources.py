@@ -10,9 +10,9 @@ import torch
 from PIL import Image
 
 from fidkit.errors import BadInputError
-from fidkit.images import decode_image
-from fidkit.sources import FeaturesSource, ImageSource, StatsSource, open_source, to_uint8_nhwc
-from fidkit.stats import FeatureStats
+from fidkit.data.images import decode_image
+from fidkit.data.sources import FeaturesSource, ImageSource, StatsSource, open_source, to_uint8_nhwc
+from fidkit.stats.moments import FeatureStats
 
 from conftest import smooth_images, write_folder
 

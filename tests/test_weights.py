@@ -7,9 +7,9 @@ import pickle
 import pytest
 import torch
 
-from fidkit import weights as W
+from fidkit.extractors import weights as W
 from fidkit.errors import WeightsUnavailableError
-from fidkit.features import InceptionExtractor
+from fidkit.extractors.runtime import InceptionExtractor
 
 
 def _spec_for(path, **changes):

@@ -7,19 +7,21 @@
 
 __version__ = "0.1.0"
 
-from .api import DEFAULT_METRICS, MetricOptions, compute_reference, compute_stats, evaluate, fid
-from .errors import BadInputError, FidkitError, FidkitWarning, IncomparableStatsError, WeightsUnavailableError
-from .metrics.frechet import frechet_distance, frechet_distance_from_moments
-from .preprocess import MODES
-from .provenance import Provenance
-from .reference import Reference
-from .result import EvalResult, FIDResult
-from .stats import FeatureStats
-from .evaluator import Evaluator, evaluate_generator, sample_seeds, seeded_randn
+from fidkit.api import DEFAULT_METRICS, MetricOptions, compute_reference, compute_stats, evaluate, fid
+from fidkit.errors import BadInputError, FidkitError, FidkitWarning, IncomparableStatsError, WeightsUnavailableError
+from fidkit.evaluator import Evaluator, evaluate_generator, sample_seeds, seeded_randn
+from fidkit.extractors import ExtractorSpec, Preprocessing, Tap, custom_extractor, register
+from fidkit.extractors.inception import MODES
+from fidkit.metrics.frechet import frechet_distance, frechet_distance_from_moments
+from fidkit.report.result import EvalResult, FIDResult
+from fidkit.stats.moments import FeatureStats
+from fidkit.stats.provenance import Provenance
+from fidkit.stats.reference import Reference
 
 __all__ = [
     "fid", "evaluate", "compute_stats", "compute_reference", "MetricOptions", "DEFAULT_METRICS", "EvalResult",
     "Reference", "frechet_distance", "frechet_distance_from_moments", "FeatureStats", "Provenance",
     "FIDResult", "MODES", "FidkitError", "BadInputError", "IncomparableStatsError", "WeightsUnavailableError",
     "FidkitWarning", "Evaluator", "evaluate_generator", "sample_seeds", "seeded_randn", "__version__",
+    "ExtractorSpec", "Preprocessing", "Tap", "custom_extractor", "register",
 ]

@@ -9,7 +9,7 @@ import os
 import re
 from pathlib import Path
 
-from .errors import BadInputError
+from fidkit.errors import BadInputError
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 

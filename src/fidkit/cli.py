@@ -13,11 +13,11 @@ import os
 import sys
 import warnings
 
-from . import __version__
-from .api import DEFAULT_METRICS, MetricOptions, compute_reference, evaluate, fid
-from .cache import named_stats_path
-from .errors import BadInputError, FidkitError, FidkitWarning, IncomparableStatsError, WeightsUnavailableError
-from .preprocess import MODES
+from fidkit import __version__
+from fidkit.api import DEFAULT_METRICS, MetricOptions, compute_reference, evaluate, fid
+from fidkit.cache import named_stats_path
+from fidkit.errors import BadInputError, FidkitError, FidkitWarning, IncomparableStatsError, WeightsUnavailableError
+from fidkit.extractors import specs
 
 EXIT_CODES = {BadInputError: 2, IncomparableStatsError: 3, WeightsUnavailableError: 4}
 
@@ -30,6 +30,12 @@ def _value_range(text: str) -> tuple[float, float]:
     return lo, hi
 
 
+def _weights(text: str):
+    if "=" not in text:
+        return text
+    return dict(part.split("=", 1) for part in text.split(",") if part)
+
+
 def _positive(text: str) -> int:
     v = int(text)
     if v < 1:
@@ -38,11 +44,14 @@ def _positive(text: str) -> int:
 
 
 def _common(p: argparse.ArgumentParser, comparison: bool = False) -> None:
-    p.add_argument("--mode", choices=sorted(MODES), default=None,
-                   help="preprocessing: tf (default; the reference TF graph's resize), clean (clean-fid), "
-                        "pytorch (pytorch-fid). Defaults to the mode recorded in given statistics.")
-    p.add_argument("--weights", metavar="PATH", help="Inception weight file (else $FIDKIT_INCEPTION_WEIGHTS, "
-                                                   "the cache, or a download)")
+    variants = "; ".join(f"{s.name}: {', '.join(p.name for p in s.preprocessing)} (default {s.default_preprocessing})"
+                         for s in specs())
+    p.add_argument("--mode", default=None, metavar="VARIANT|EXT=VARIANT,...",
+                   help="preprocessing: a variant name (tf, clean, pytorch for Inception) or EXT=VARIANT pairs "
+                        f"({variants}). Defaults to what given statistics record, else each network's default.")
+    p.add_argument("--weights", metavar="PATH|EXT=PATH,...", type=_weights,
+                   help="weight file of the Inception network, or EXT=PATH pairs for others (else the "
+                        "network's environment variable, the cache, or a download)")
     p.add_argument("--batch-size", type=_positive, default=32, help="images per network batch (default 32)")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--workers", type=_positive, default=None, help="decoding threads (default: min(4, cores))")
@@ -78,9 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
                                    "('fidkit stats --features' adds per-sample features for KID and P/R).")
     p.add_argument("a", metavar="REAL")
     p.add_argument("b", metavar="FAKE")
-    p.add_argument("--metrics", default=",".join(DEFAULT_METRICS),
-                   help="comma-separated: fid, kid, is, sfid, prdc (= pr,dc), pr, dc, fid_inf, is_inf, "
-                        f"noise_floor, or all (default {','.join(DEFAULT_METRICS)})")
+    p.add_argument("--metrics", default=None,
+                   help="comma-separated: fid (= fd), kid (= kd), is, sfid, prdc (= pr,dc), pr, dc, fid_inf, is_inf, "
+                        "noise_floor, cmmd, fd_dinov2-style names for one feature space, or all "
+                        f"(default {','.join(DEFAULT_METRICS)}, those that apply to --features)")
+    p.add_argument("--features", "--extractors", dest="features", default=None, metavar="EXT,...",
+                   help="feature extractors the generic metrics run in, each image decoded once for all: "
+                        + ", ".join(s.name for s in specs()) + " (default inception)")
     defaults = MetricOptions()
     p.add_argument("--kid-subsets", type=_positive, default=defaults.kid_subsets)
     p.add_argument("--kid-subset-size", type=_positive, default=defaults.kid_subset_size)
@@ -100,8 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", metavar="FILE.npz", help="where to write the statistics")
     p.add_argument("--name", help="save in the cache under NAME, usable later in place of a path")
     p.add_argument("--features", action="store_true",
-                   help="also store per-sample pool3 features (float32, 8 KB per image) for KID, precision/recall "
-                        "and the noise floor")
+                   help="also store per-sample embeddings (float32; 8 KB per image for Inception) for KID, "
+                        "precision/recall, CMMD and the noise floor")
+    p.add_argument("--extractors", default=None, metavar="EXT,...",
+                   help="feature extractors to compute statistics for, from one decode: "
+                        + ", ".join(s.name for s in specs()) + " (default inception)")
     _common(p)
     return parser
 
@@ -168,18 +184,27 @@ def _run_fid(args) -> int:
 def _print_settings(result, record: dict) -> None:
     print(f"  real: {result.a} (N={_n(result.n_a)})")
     print(f"  fake: {result.b} (N={_n(result.n_b)})")
-    sha = record["weights_sha256"]
-    print(f"  mode: {result.mode}  layer: {record['layer']}  extractor: {record['extractor']}"
-          f"  weights: {sha[:12] + '…' if sha else None}  device: {result.device}")
+    spaces = record["feature_spaces"] or {"": {"extractor": record["extractor"], "layer": record["layer"],
+                                               "preprocessing": result.mode, "weights_sha256": record["weights_sha256"]}}
+    for s in spaces.values():
+        sha = s["weights_sha256"]
+        print(f"  mode: {s['preprocessing']}  layer: {s['layer']}  extractor: {s['extractor']}"
+              f"  weights: {sha[:12] + '…' if sha else None}  device: {result.device}")
 
 
-_LABELS = [("fid", "FID"), ("sfid", "sFID"), ("kid", "KID"), ("is", "IS"),
-           ("precision", "precision"), ("recall", "recall"), ("density", "density"), ("coverage", "coverage"),
-           ("fid_inf", "FID-inf"), ("is_inf", "IS-inf"), ("noise_floor", "noise floor (real vs real FID)")]
+_LABELS = {"fid": "FID", "sfid": "sFID", "kid": "KID", "is": "IS", "fid_inf": "FID-inf", "is_inf": "IS-inf",
+           "noise_floor": "noise floor (real vs real FID)", "cmmd": "CMMD", "fd_dinov2": "FD-DINOv2",
+           "fd_clip": "CLIP-FID"}
+_DETAILS = ("_std", "_ci", "_sizes", "_subset_size", "_n")
+
+
+def _is_detail(key: str, values: dict) -> bool:
+    return any(key.endswith(s) and key[: -len(s)] in values for s in _DETAILS)
 
 
 def _run_eval(args) -> int:
-    result = evaluate(args.a, args.b, metrics=args.metrics, force=args.force, kid_subsets=args.kid_subsets,
+    result = evaluate(args.a, args.b, metrics=args.metrics, features=args.features, force=args.force,
+                      kid_subsets=args.kid_subsets,
                       kid_subset_size=args.kid_subset_size, is_splits=args.is_splits, pr_k=args.pr_k,
                       dc_k=args.dc_k, bootstrap=args.bootstrap, confidence=args.confidence, seed=args.seed,
                       **_options(args))
@@ -189,21 +214,22 @@ def _run_eval(args) -> int:
         print(json.dumps(record))
     else:
         v = result.values
-        for key, label in _LABELS:
-            if key not in v:
+        for key in v:
+            if _is_detail(key, v):
                 continue
+            label = _LABELS.get(key, key)
             if f"{key}_std" in v:
                 text = f"{v[key]:.6f} ± {v[key + '_std']:.6f}"
             else:
                 text = f"{v[key]:.6f}"
-            if key == "kid":
-                text += f"  ({args.kid_subsets} subsets of {v['kid_subset_size']})"
-            if key == "noise_floor":
-                text += f"  (two halves of N={v['noise_floor_n']})"
+            if f"{key}_subset_size" in v:
+                text += f"  ({args.kid_subsets} subsets of {v[key + '_subset_size']})"
+            if f"{key}_n" in v:
+                text += f"  (two halves of N={v[key + '_n']})"
             if f"{key}_ci" in v:
                 lo, hi = v[f"{key}_ci"]
                 text += f"  [{lo:.6f}, {hi:.6f}] ({args.confidence:.0%}, {args.bootstrap} bootstrap resamples)"
-            if key in ("fid_inf", "is_inf"):
+            if f"{key}_sizes" in v:
                 text += f"  (fit over N = {v[key + '_sizes'][0]}..{v[key + '_sizes'][-1]})"
             print(f"{label:>32}: {text}")
         _print_settings(result, record)
@@ -217,16 +243,19 @@ def _run_stats(args) -> int:
     targets = [p for p in (args.output, named_stats_path(args.name) if args.name else None) if p]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", FidkitWarning)
-        ref = compute_reference(args.source, features=args.features, **_options(args))
+        ref = compute_reference(args.source, features=args.features, extractors=args.extractors, **_options(args))
     for t in targets if not args.silent else ():
         ref.save(t)
-    stats = ref.stats["pool3"]
+    stats = ref.stats.get("inception/pool3") or next(iter(ref.stats.values()))
     if args.json:
         print(json.dumps({"n": stats.n, "dim": stats.dim, "written": [str(t) for t in targets],
-                          "contents": sorted(ref.stats) + [f"features_{t}" for t in ref.features],
-                          "provenance": stats.provenance.to_dict()}))
+                          "contents": sorted(ref.stats) + [f"{t}/features" for t in ref.features],
+                          "provenance": stats.provenance.to_dict(),
+                          "spaces": {s: v.provenance.to_dict() for s, v in ref.stats.items()}}))
     else:
-        print(f"statistics of {args.source}: N={_n(stats.n)}, d={stats.dim}, mode={stats.provenance.mode}")
+        for space, s in ref.stats.items():
+            print(f"statistics of {args.source} [{space}]: N={_n(s.n)}, d={s.dim}, "
+                  f"preprocessing={s.provenance.mode}")
         for t in targets:
             print(f"  written to {t}")
     _print_warnings([str(w.message) for w in caught if issubclass(w.category, FidkitWarning)], args.quiet)

@@ -24,19 +24,17 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import distributed as D
-from .api import (DEFAULT_METRICS, MetricOptions, _choose_mode, _emit, _metric_values, _needs, _options,
-                  _planned_provenance, _result, _Side, _side, parse_metrics)
-from .errors import BadInputError
-from .extract import Diagnostics
-from .features import InceptionExtractor
-from .preprocess import get_mode
-from .result import EvalResult
-from .sources import VALUE_RANGES, open_source, to_uint8_nchw
-from .state import SideState
+from fidkit.data.sources import VALUE_RANGES, open_source, to_uint8_nchw
+from fidkit.engine import distributed as D
+from fidkit.engine.evaluation import Session, emit, options_with
+from fidkit.engine.extract import Diagnostics, new_side_state, run_branches
+from fidkit.engine.state import Side, SideState
+from fidkit.errors import BadInputError
+from fidkit.metrics.catalog import MetricOptions
+from fidkit.report.result import EvalResult
 
 _FORMAT = "fidkit.Evaluator"
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2
 
 
 class Evaluator:
@@ -60,42 +58,39 @@ class Evaluator:
     ``kid_subsets`` or ``bootstrap``).
     """
 
-    def __init__(self, metrics: str | Iterable[str] = DEFAULT_METRICS, reference=None, *, mode: str | None = None,
+    def __init__(self, metrics: str | Iterable[str] | None = None, reference=None, *,
+                 features: str | Iterable[str] | None = None, mode: str | dict | None = None,
                  weights=None, device=None, value_range=None, batch_size: int = 64, force: bool = False,
-                 distributed: bool | None = None, group=None, extractor=None, progress: bool = False,
+                 distributed: bool | None = None, group=None, progress: bool = False,
                  workers: int | None = None, options: MetricOptions | None = None, **option_overrides):
         if batch_size < 1:
             raise BadInputError(f"batch_size must be at least 1, got {batch_size}")
         if value_range is not None and tuple(float(v) for v in value_range) not in VALUE_RANGES:
             raise BadInputError(f"value_range={tuple(value_range)}: use (0, 1), (-1, 1) or (0, 255)")
-        self.metrics = parse_metrics(metrics)
-        self.options = _options(options, option_overrides)
+        self.options = options_with(options, option_overrides)
         self.value_range, self.batch_size, self.force = value_range, batch_size, force
         self._distributed, self._group = distributed, group
-        self._extractor = extractor if extractor is not None else InceptionExtractor.get(weights, device)
         source = None if reference is None else open_source(reference, value_range=value_range)
-        self.mode = _choose_mode(mode, [] if source is None else [source])
-        self._mode = get_mode(self.mode)
-        needs = _needs(self.metrics, self.options)
-
-        def provenance(description: str) -> dict:
-            return {t: self._extractor.provenance(self.mode, t, description) for t in set().union(*needs)}
-
-        self._fake = SideState(sorted(needs[2]), sorted(needs[3]), provenance("generated images (update)"))
+        self._session = Session(metrics, features, mode, weights, device, self.options,
+                                [] if source is None else [source])
+        plan = self._session.plan
+        self.metrics = plan.metric_names
+        self.mode = self._session.mode
+        self._fake_branches = self._session.branches(plan.fake)
+        self._fake = new_side_state(self._fake_branches, plan.fake.spaces("stream"), plan.fake.spaces("keep"),
+                                    "generated images (update)")
         self._diagnostics = {False: Diagnostics("the generated images"), True: Diagnostics("the real images")}
         self._reference_notes: list[str] = []
         if source is None:
-            self._real = SideState(sorted(needs[0]), sorted(needs[1]), provenance("real images (update)"))
+            self._real_branches = self._session.branches(plan.real)
+            self._real = new_side_state(self._real_branches, plan.real.spaces("stream"), plan.real.spaces("keep"),
+                                        "real images (update)")
             self._reference = None
         else:
-            for tap in sorted(needs[0] | needs[1]):
-                planned = _planned_provenance(source, tap, lambda: self._extractor, self.mode)
-                if planned is not None:
-                    planned.check_comparable(self._extractor.provenance(self.mode, tap), force=force)
+            self._session.check_comparable(source, None, force)
             self._real = None
             run = dict(batch_size=batch_size, workers=workers, progress=progress, distributed=self._combine())
-            self._reference = _side(source, "reference", needs[0], needs[1], {}, self.mode, run,
-                                    self._reference_notes, extractor=self._extractor)
+            self._reference = self._session.side(source, "reference", plan.real, run, self._reference_notes)
 
     # feeding ---------------------------------------------------------------------
     def update(self, images, real: bool = False) -> None:
@@ -107,6 +102,7 @@ class Evaluator:
             raise BadInputError(f"this evaluator compares against a fixed reference ({self._reference.description}); "
                                 "update(real=True) is for evaluators built without reference=")
         side = self._real if real else self._fake
+        branches = self._real_branches if real else self._fake_branches
         diagnostics = self._diagnostics[real]
         where = f"update({'real' if real else 'generated'} batch {diagnostics.batches})"
         u8, tags = to_uint8_nchw(images, where, self.value_range)
@@ -115,10 +111,10 @@ class Evaluator:
         diagnostics.batches += 1
         if indices is not None and len(indices) != n:
             raise BadInputError(f"{where}: {n} images for {len(indices)} sample indices")
-        device = self._extractor.device
         for lo in range(0, n, self.batch_size):
             part = slice(lo, min(n, lo + self.batch_size))
-            feats = self._extractor(self._mode.prepare_many(u8[part].to(device)), side.taps) if side.taps else {}
+            prepared = [b.preprocessing.prepare_many(u8[part].to(b.extractor.device)) for b in branches]
+            feats = run_branches(branches, prepared, side) if side.spaces else {}
             side.add(feats, part.stop - part.start, None if indices is None else indices[part])
 
     # results ---------------------------------------------------------------------
@@ -141,18 +137,17 @@ class Evaluator:
         if real.n == 0:
             raise BadInputError("no real images: build the evaluator with reference=... or call "
                                 "update(images, real=True)")
-        values = _metric_values(self.metrics, real, fake, self.options, self.force, notes)
-        _emit(notes)
-        return _result(values, self.metrics, real, fake, self.mode, True, notes, start, self.options,
-                       self._extractor.device)
+        values = self._session.values(real, fake, self.force, notes)
+        emit(notes)
+        return self._session.result(values, real, fake, True, notes, start)
 
-    def _side(self, state: SideState, description: str, combine: bool, notes: list[str], real: bool) -> _Side:
+    def _side(self, state: SideState, description: str, combine: bool, notes: list[str], real: bool) -> Side:
         n, stats, features = state.combined(combine, self._group)
         diagnostics = copy.deepcopy(self._diagnostics[real])
         if combine:
             diagnostics.combine(self._group)
         notes.extend(diagnostics.messages(n))
-        return _Side(description, stats, features, n)
+        return Side(description, stats, features, n)
 
     def reset(self, real: bool = False) -> None:
         """Forget the generated images (and, with ``real=True``, real images given to ``update``).
@@ -172,9 +167,11 @@ class Evaluator:
 
     # checkpoints -----------------------------------------------------------------
     def _identity(self) -> dict:
-        p = self._extractor.provenance(self.mode, "pool3")
-        return {"metrics": list(self.metrics), "mode": self.mode, "extractor": p.extractor,
-                "weights_sha256": p.weights_sha256, "options": dict(vars(self.options))}
+        plan = self._session.plan
+        return {"metrics": list(self.metrics), "tasks": [f"{t.metric.name}@{t.space}" for t in plan.tasks],
+                "preprocessing": dict(plan.preprocessing),
+                "weights_sha256": {n: self._session.extractor(n).weights_sha256 for n in plan.extractors},
+                "options": dict(vars(self.options))}
 
     def state_dict(self) -> dict:
         """This process's accumulated state: tensors and plain values (``torch.save`` it; load with

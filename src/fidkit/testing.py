@@ -11,7 +11,7 @@ import os
 
 import torch
 
-from .features.inception import FIDInceptionV3
+from fidkit.extractors.inception import FIDInceptionV3
 
 
 def random_inception_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
@@ -51,4 +51,11 @@ def random_inception_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
 def write_random_inception_weights(path: str | os.PathLike, seed: int = 0) -> str:
     """Save random weights where a published file would be; return the path."""
     torch.save(random_inception_state_dict(seed), path)
+    return str(path)
+
+
+def write_random_dinov2_weights(path: str | os.PathLike, arch: str = "vitb14", seed: int = 0) -> str:
+    """Random DINOv2 backbone weights in the published ``dinov2_<arch>_pretrain.pth`` layout."""
+    from fidkit.extractors.dinov2 import random_dinov2_state_dict
+    torch.save(random_dinov2_state_dict(arch, seed), path)
     return str(path)

@@ -1,16 +1,17 @@
 """Metrics: pure functions of statistics or features (no I/O, no models)."""
 
-from .bootstrap import BootstrapInterval, bootstrap_interval, fid_bootstrap, fid_noise_floor
-from .frechet import frechet_distance, frechet_distance_from_moments, trace_sqrt_product
-from ._common import ScoreWithSpread
-from .inception_score import inception_score
-from .infinity import Extrapolation, extrapolate_to_infinity, fid_infinity, is_infinity
-from .kid import kernel_inception_distance
-from .prdc import DensityCoverage, PrecisionRecall, density_coverage, precision_recall
+from fidkit.metrics.cmmd import cmmd
+from fidkit.metrics.bootstrap import BootstrapInterval, bootstrap_interval, fid_bootstrap, fid_noise_floor
+from fidkit.metrics.frechet import frechet_distance, frechet_distance_from_moments, trace_sqrt_product
+from fidkit.metrics._common import ScoreWithSpread
+from fidkit.metrics.inception_score import inception_score
+from fidkit.metrics.infinity import Extrapolation, extrapolate_to_infinity, fid_infinity, is_infinity
+from fidkit.metrics.kid import kernel_inception_distance
+from fidkit.metrics.prdc import DensityCoverage, PrecisionRecall, density_coverage, precision_recall
 
 __all__ = [
     "frechet_distance", "frechet_distance_from_moments", "trace_sqrt_product",
-    "inception_score", "kernel_inception_distance", "precision_recall", "density_coverage",
+    "inception_score", "kernel_inception_distance", "cmmd", "precision_recall", "density_coverage",
     "fid_infinity", "is_infinity", "extrapolate_to_infinity",
     "bootstrap_interval", "fid_bootstrap", "fid_noise_floor",
     "ScoreWithSpread", "PrecisionRecall", "DensityCoverage", "Extrapolation", "BootstrapInterval",

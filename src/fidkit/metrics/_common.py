@@ -6,8 +6,8 @@ import dataclasses
 
 import numpy as np
 
-from ..errors import BadInputError
-from ..stats import _as_2d_float64
+from fidkit.errors import BadInputError
+from fidkit.stats.moments import _as_2d_float64
 
 
 @dataclasses.dataclass(frozen=True)

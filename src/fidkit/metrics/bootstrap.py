@@ -19,10 +19,10 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..errors import BadInputError
-from ..stats import FeatureStats
-from .frechet import frechet_distance_from_moments
-from ._common import as_finite_2d, positive_int
+from fidkit.errors import BadInputError
+from fidkit.stats.moments import FeatureStats
+from fidkit.metrics.frechet import frechet_distance_from_moments
+from fidkit.metrics._common import as_finite_2d, positive_int
 
 #: Rows per matrix product in the weighted covariance (bounds the temporary copy).
 _CHUNK_ROWS = 8192

@@ -20,8 +20,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..errors import BadInputError
-from ..stats import FeatureStats
+from fidkit.errors import BadInputError
+from fidkit.stats.moments import FeatureStats
 
 _EPS = np.finfo(np.float64).eps
 

@@ -25,8 +25,8 @@ import warnings
 import numpy as np
 import torch
 
-from ..errors import BadInputError, FidkitWarning
-from ._common import ScoreWithSpread, as_finite_2d, positive_int
+from fidkit.errors import BadInputError, FidkitWarning
+from fidkit.metrics._common import ScoreWithSpread, as_finite_2d, positive_int
 
 
 def inception_score(logits, *, splits: int = 10, shuffle: bool = True, seed: int = 2020) -> ScoreWithSpread:

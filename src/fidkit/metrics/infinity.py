@@ -23,11 +23,11 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..errors import BadInputError, FidkitWarning
-from ..stats import FeatureStats
-from .frechet import frechet_distance_from_moments
-from ._common import as_finite_2d, positive_int
-from .inception_score import inception_score
+from fidkit.errors import BadInputError, FidkitWarning
+from fidkit.stats.moments import FeatureStats
+from fidkit.metrics.frechet import frechet_distance_from_moments
+from fidkit.metrics._common import as_finite_2d, positive_int
+from fidkit.metrics.inception_score import inception_score
 
 
 @dataclasses.dataclass(frozen=True)

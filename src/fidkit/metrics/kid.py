@@ -27,8 +27,8 @@ import warnings
 
 import numpy as np
 
-from ..errors import BadInputError, FidkitWarning
-from ._common import ScoreWithSpread, as_finite_2d, positive_int
+from fidkit.errors import BadInputError, FidkitWarning
+from fidkit.metrics._common import ScoreWithSpread, as_finite_2d, positive_int
 
 
 def kernel_inception_distance(features_a, features_b, *, subsets: int = 100, subset_size: int = 1000,

@@ -29,8 +29,8 @@ import dataclasses
 import numpy as np
 import torch
 
-from ..errors import BadInputError
-from ._common import positive_int
+from fidkit.errors import BadInputError
+from fidkit.metrics._common import positive_int
 
 DEFAULT_BLOCK_SIZE = 1024
 

@@ -13,14 +13,21 @@ its convolution and activations are kept channels-last, which is about twice as
 fast on CPU with features equal to ~1e-5.
 
 One forward can return several taps (see :data:`TAPS`) so that every metric is
-fed by a single pass.
+fed by a single pass.  :data:`SPEC` declares the network to the rest of fidkit:
+its taps, its three preprocessing variants and its weights.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from fidkit.data.resize import resize_pil_bicubic_float, resize_tf1_bilinear, resize_torch_bilinear
+from fidkit.errors import WeightsUnavailableError
+from fidkit.extractors.base import ExtractorSpec, Preprocessing, Tap, register
+from fidkit.extractors.weights import INCEPTION as WEIGHTS
 
 #: Feature taps one forward can return, with their dimensions.
 TAPS = {
@@ -271,8 +278,6 @@ def load_state_dict_published(model: FIDInceptionV3, state_dict: dict[str, torch
     auxiliary classifier, a ``module.`` prefix) and names the file on any other
     mismatch.
     """
-    from ..errors import WeightsUnavailableError
-
     cleaned = {}
     for key, value in state_dict.items():
         key = key.removeprefix("module.")
@@ -292,3 +297,51 @@ def load_state_dict_published(model: FIDInceptionV3, state_dict: dict[str, torch
             f"{source} is not an FID Inception weight file in the torch-fidelity/pytorch-fid layout ("
             + "; ".join(parts) + ")")
     model.load_state_dict({k: v.to(torch.float32) for k, v in cleaned.items()}, strict=False)
+
+
+def build(state_dict: dict[str, torch.Tensor], source: str) -> FIDInceptionV3:
+    """The inference network: published weights loaded, BatchNorm folded, channels-last."""
+    net = FIDInceptionV3()
+    load_state_dict_published(net, state_dict, source)
+    net = net.fold_batchnorm().eval().requires_grad_(False).to(memory_format=torch.channels_last)
+    net.channels_last = True
+    return net
+
+
+# -- preprocessing: the resize is part of the metric (REFERENCE.md §3) ------------------------------------
+
+def _batch_tf(x: torch.Tensor) -> torch.Tensor:
+    return (resize_tf1_bilinear(x.to(torch.float32), INPUT_SIZE) - 128) / 128
+
+
+def _image_clean(img: np.ndarray) -> torch.Tensor:
+    x = torch.from_numpy(resize_pil_bicubic_float(img, INPUT_SIZE).transpose(2, 0, 1).copy())
+    return (x - 128) / 128
+
+
+def _batch_pytorch(x: torch.Tensor) -> torch.Tensor:
+    return 2 * resize_torch_bilinear(x.to(torch.float32) / 255, INPUT_SIZE) - 1
+
+
+PREPROCESSING = (
+    Preprocessing("tf", "TF1 bilinear resize as in the reference TF graph, (x - 128) / 128: TTUR, ADM, StyleGAN, "
+                        "torch-fidelity, the protocol of published FIDs", INPUT_SIZE, _batch_tf),
+    Preprocessing("clean", "clean-fid mode='clean': PIL bicubic on float32 channels (anti-aliased), not "
+                           "re-quantised", INPUT_SIZE, None, _image_clean),
+    Preprocessing("pytorch", "pytorch-fid: F.interpolate bilinear without anti-aliasing, 2x/255 - 1",
+                  INPUT_SIZE, _batch_pytorch),
+)
+
+#: The Inception preprocessing variants by name (fidkit 0.1's "modes").
+MODES = {p.name: p for p in PREPROCESSING}
+
+SPEC = register(ExtractorSpec(
+    name="inception",
+    summary="FID Inception-v3 (TF graph 2015-12-05): pool3 2048-d, 1008 logits, mixed_6/conv spatial",
+    taps=(Tap("pool3", TAPS["pool3"], "embedding", "global average pool of the last block"),
+          Tap("logits_unbiased", TAPS["logits_unbiased"], "logits", "pool3 @ fc.weight^T, no bias"),
+          Tap("spatial", TAPS["spatial"], "spatial", "mixed_6/conv channels 0..6, (h, w, c) order")),
+    defaults={"embedding": "pool3", "logits": "logits_unbiased", "spatial": "spatial"},
+    preprocessing=PREPROCESSING, default_preprocessing="tf", weights=WEIGHTS, build=build,
+    identity="inception-2015-12-05", key="", aliases=("inception-v3", "inception-2015-12-05"),
+))

@@ -1,4 +1,8 @@
-"""The feature pass: source -> worker threads (decode, convert, resize) -> network -> statistics."""
+"""The feature pass: source -> worker threads (decode once, then each extractor's resize) -> networks -> state.
+
+Every image is decoded once, however many networks read it: each worker
+prepares the decoded image for every extractor of the pass, and each batch goes
+through every network before the next is taken."""
 
 from __future__ import annotations
 
@@ -13,14 +17,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import distributed as D
-from .errors import BadInputError, FidkitError
-from .features import InceptionExtractor
-from .images import TAG_TEXT
-from .preprocess import Mode
-from .sources import ImageSource
-from .state import SideState
-from .stats import FeatureStats
+from fidkit.engine import distributed as D
+from fidkit.errors import BadInputError, FidkitError
+from fidkit.data.images import TAG_TEXT
+from fidkit.data.sources import ImageSource
+from fidkit.engine.state import SideState
+from fidkit.extractors import Extractor, Preprocessing
+from fidkit.stats.moments import FeatureStats
 
 
 def default_workers() -> int:
@@ -65,13 +68,25 @@ class Diagnostics:
                 for t in sorted(self.counts)]
 
 
-def _prepared_batches(source: ImageSource, mode: Mode, batch_size: int, workers: int,
+@dataclasses.dataclass(frozen=True)
+class Branch:
+    """One network of a pass and the preprocessing its input gets."""
+
+    extractor: Extractor
+    preprocessing: Preprocessing
+
+    @property
+    def name(self) -> str:
+        return self.extractor.spec.name
+
+
+def _prepared_batches(source: ImageSource, preps: list[Preprocessing], batch_size: int, workers: int,
                       diagnostics: Diagnostics, shard: tuple[int, int] = (0, 1)
-                      ) -> Iterator[tuple[torch.Tensor, list[int]]]:
+                      ) -> Iterator[tuple[list[torch.Tensor], list[int]]]:
     def load(item):
         index, (name, loader) = item
         img, tags = loader()
-        return index, name, mode.prepare(img), tags
+        return index, name, [p.prepare(img) for p in preps], tags
 
     rank, world = shard
     items = ((i, it) for i, it in enumerate(source.items()) if i % world == rank)
@@ -92,31 +107,50 @@ def _prepared_batches(source: ImageSource, mode: Mode, batch_size: int, workers:
                 results = [f.result() for f in futures]
                 for _, name, _, tags in results:
                     diagnostics.add(name, tags)
-                yield torch.stack([r[2] for r in results]), [r[0] for r in results]
+                yield ([torch.stack([r[2][i] for r in results]) for i in range(len(preps))],
+                       [r[0] for r in results])
         finally:
             for futures in inflight:
                 for f in futures:
                     f.cancel()
 
 
+def _tensor_batches(source: ImageSource, branches: list[Branch], batch_size: int, diagnostics: Diagnostics,
+                    shard: tuple[int, int]) -> Iterator[tuple[list[torch.Tensor], list[int]]]:
+    """In-memory images: converted and resized batch-wise on their own device (no per-image round trip)."""
+    rank, world = shard
+    start = 0
+    for u8, tags, where in source.batches():
+        n = u8.shape[0]
+        diagnostics.add(where, tags, count=n)
+        mine = [i for i in range(start, start + n) if i % world == rank]
+        start += n
+        for lo in range(0, len(mine), batch_size):
+            idx = mine[lo:lo + batch_size]
+            rows = u8[[i - (start - n) for i in idx]] if world > 1 or len(idx) != n else u8
+            yield [b.preprocessing.prepare_many(rows.to(b.extractor.device)) for b in branches], idx
+
+
 @dataclasses.dataclass
 class Extracted:
     """What one feature pass over a source produced."""
 
-    stats: dict[str, FeatureStats]        # streamed statistics per tap
-    features: dict[str, np.ndarray]        # kept per-sample features per tap (float32, maybe memory-mapped)
+    stats: dict[str, FeatureStats]        # streamed statistics per feature space (extractor/tap)
+    features: dict[str, np.ndarray]        # kept per-sample features per space (float32, maybe memory-mapped)
     warnings: list[str]
     n: int = 0
 
 
-def extract(source: ImageSource, extractor: InceptionExtractor, mode: Mode, *, stream=("pool3",), keep=(),
+def extract(source: ImageSource, branches: list[Branch], *, stream=(), keep=(),
             batch_size: int = 32, workers: int | None = None, progress: bool = False,
             distributed: bool = False, group=None) -> Extracted:
-    """One pass of ``source`` through the network.
+    """One pass of ``source`` through every network in ``branches``.
 
-    Taps in ``stream`` are folded into streaming statistics (O(d^2) memory);
-    taps in ``keep`` are stored per sample (float32, spilled to disk when large).
-    A tap may be in both.  Every tap comes from the same forward.  With
+    ``stream`` and ``keep`` are feature spaces (``extractor/tap``).  Spaces in
+    ``stream`` are folded into streaming statistics (O(d^2) memory); spaces in
+    ``keep`` are stored per sample (float32, spilled to disk when large).  A
+    space may be in both.  Every tap of a network comes from the same forward,
+    and each image is decoded once for all networks.  With
     ``distributed`` (and an initialised process group) each process takes every
     world-th image and the results are combined: every process returns the
     statistics and features of the whole source, in source order.
@@ -127,17 +161,20 @@ def extract(source: ImageSource, extractor: InceptionExtractor, mode: Mode, *, s
     if workers < 1:
         raise BadInputError(f"workers must be at least 1, got {workers}")
     shard = D.rank_and_world(group) if distributed else (0, 1)
-    state = SideState(stream, keep, {t: extractor.provenance(mode.name, t, source.description)
-                                     for t in (*stream, *keep)})
+    state = new_side_state(branches, stream, keep, source.description)
     diagnostics = Diagnostics(source.description)
     count = source.count if shard[1] == 1 or source.count is None else len(range(shard[0], source.count, shard[1]))
     failure = None
     with tqdm(total=count, unit="img", desc=_short(source.description), disable=not progress or shard[0] != 0,
               leave=False, dynamic_ncols=True) as bar:
         try:
-            for batch, indices in _prepared_batches(source, mode, batch_size, workers, diagnostics, shard):
-                state.add(extractor(batch, state.taps), len(indices), indices)
-                bar.update(batch.shape[0])
+            preps = [b.preprocessing for b in branches]
+            batches_iter = (_tensor_batches(source, branches, batch_size, diagnostics, shard)
+                            if source.batches is not None else
+                            _prepared_batches(source, preps, batch_size, workers, diagnostics, shard))
+            for batches, indices in batches_iter:
+                state.add(run_branches(branches, batches, state), len(indices), indices)
+                bar.update(len(indices))
         except FidkitError as e:
             if not distributed:
                 raise
@@ -151,6 +188,29 @@ def extract(source: ImageSource, extractor: InceptionExtractor, mode: Mode, *, s
     if n == 0:
         raise BadInputError(f"{source.description}: no images")
     return Extracted(stats, features, diagnostics.messages(n), n)
+
+
+def new_side_state(branches: list[Branch], stream, keep, description: str) -> SideState:
+    """An empty :class:`SideState` for these networks, each space with its provenance and dimension."""
+    by_name = {b.name: b for b in branches}
+    prov, dims = {}, {}
+    for space in (*stream, *keep):
+        name, tap = space.split("/", 1)
+        b = by_name[name]
+        prov[space] = b.extractor.provenance(b.preprocessing.name, tap, description)
+        dims[space] = b.extractor.spec.tap(tap).dim
+    return SideState(stream, keep, prov, dims)
+
+
+def run_branches(branches: list[Branch], batches: list[torch.Tensor], state: SideState) -> dict[str, torch.Tensor]:
+    """Each network on its prepared batch; features keyed by feature space."""
+    out: dict[str, torch.Tensor] = {}
+    for b, x in zip(branches, batches):
+        taps = state.taps_of(b.name)
+        if taps:
+            for tap, f in b.extractor(x, taps).items():
+                out[f"{b.name}/{tap}"] = f
+    return out
 
 
 def _short(text: str, width: int = 40) -> str:

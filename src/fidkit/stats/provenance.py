@@ -12,7 +12,7 @@ import dataclasses
 import json
 from typing import Any
 
-from .errors import IncomparableStatsError
+from fidkit.errors import IncomparableStatsError
 
 #: The fields that decide comparability, with the words used in messages.
 _COMPARED = {

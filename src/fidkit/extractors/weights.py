@@ -23,9 +23,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from . import cache
-from ._io import atomic_write
-from .errors import WeightsUnavailableError
+from fidkit import cache
+from fidkit._io import atomic_write
+from fidkit.errors import WeightsUnavailableError
 
 _HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,64})\.[A-Za-z0-9]+$")
 
@@ -40,6 +40,7 @@ class WeightSpec:
     sha256: str                   # full hash if known, else the published prefix
     env_var: str                  # environment variable that may point at a local copy
     alternatives: tuple[str, ...] = ()   # other published names of the same network
+    licence: str = ""             # the licence the weights are published under
 
     @property
     def cache_path(self) -> Path:
@@ -56,6 +57,7 @@ INCEPTION = WeightSpec(
     sha256="6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2",
     env_var="FIDKIT_INCEPTION_WEIGHTS",
     alternatives=("pt_inception-2015-12-05-6726825d.pth",),
+    licence="Apache-2.0 (TensorFlow models' Inception graph of 2015-12-05, converted to PyTorch by torch-fidelity)",
 )
 
 _sha_cache: dict[tuple[str, int, int], str] = {}
@@ -136,5 +138,8 @@ def _offline_error(spec: WeightSpec, reason: str) -> WeightsUnavailableError:
         f"  Download {spec.url}\n"
         f"  (file name {spec.filename}, sha256 {spec.sha256}) on a machine with internet access, then either\n"
         f"  - put it at {spec.cache_path}, or\n"
-        f"  - pass --weights PATH (Python: weights=PATH), or set {spec.env_var}=PATH.\n"
-        f"  pytorch-fid's copy ({', '.join(spec.alternatives)}) works too.")
+        f"  - set {spec.env_var}=PATH, or\n"
+        f"  - pass it on the command line (--weights PATH for Inception, --weights EXTRACTOR=PATH for another "
+        f"network; Python: weights=PATH or weights={{'EXTRACTOR': PATH}})."
+        + (f"\n  Also accepted under its other published name(s): {', '.join(spec.alternatives)}."
+           if spec.alternatives else ""))

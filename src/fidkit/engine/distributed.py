@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .stats import FeatureStats
+from fidkit.stats.moments import FeatureStats
 
 
 def is_distributed(group=None) -> bool:

@@ -14,7 +14,7 @@ import io
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .errors import BadInputError
+from fidkit.errors import BadInputError
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".pbm"})
 JPEG_SUFFIXES = frozenset({".jpg", ".jpeg"})

@@ -1,41 +1,72 @@
 """What one side of an evaluation (reference or generated) has accumulated, and how processes combine it.
 
-A :class:`SideState` holds, per network tap, streamed statistics (O(d^2)
-memory, for FID and sFID) and/or kept per-sample features (float32, spilled to
-disk when large, for KID, precision/recall and IS), plus each kept row's global
-sample index.  The offline feature pass and the online :class:`~fidkit.Evaluator`
+A :class:`SideState` holds, per feature space (``extractor/tap``), streamed
+statistics (O(d^2) memory, for Fréchet distances) and/or kept per-sample
+features (float32, spilled to disk when large, for KID, precision/recall, IS,
+CMMD), plus each kept row's global sample index.  :class:`Side` is what a side
+contributes to the metrics once accumulation is over, whatever it came from
+(images, a reference file, precomputed features).  The offline feature pass and the online :class:`~fidkit.Evaluator`
 fill the same object, so both combine processes, checkpoint and compute metrics
 the same way.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 
-from . import distributed as D
-from .errors import BadInputError
-from .features.inception import TAPS
-from .provenance import Provenance
-from .stats import FeatureStats
-from .store import FeatureStore
+from fidkit.engine import distributed as D
+from fidkit.errors import BadInputError
+from fidkit.stats.provenance import Provenance
+from fidkit.stats.moments import FeatureStats
+from fidkit.engine.store import FeatureStore
+
+
+@dataclasses.dataclass
+class Side:
+    """What one side contributes to the metrics: streamed statistics and kept features per feature space."""
+
+    description: str
+    stats: dict[str, FeatureStats]
+    features: dict[str, np.ndarray]
+    count: int | None = None  # when known without statistics or features (images seen but no tap needed)
+
+    @property
+    def n(self) -> int | None:
+        if self.count is not None:
+            return self.count
+        for s in self.stats.values():
+            return s.n
+        for f in self.features.values():
+            return len(f)
+        return None
 
 
 class SideState:
-    def __init__(self, stream, keep, provenance: dict[str, Provenance]):
-        self.stream, self.keep = tuple(stream), tuple(keep)
+    """Accumulates one side.  ``stream``/``keep`` are feature-space keys; ``dims`` their dimensions."""
+
+    def __init__(self, stream, keep, provenance: dict[str, Provenance], dims: dict[str, int]):
+        self.stream, self.keep = tuple(sorted(stream)), tuple(sorted(keep))
         self._provenance = dict(provenance)
+        self._dims = dict(dims)
         self.reset()
 
     def reset(self) -> None:
         self.n = 0
-        self.stats = {t: FeatureStats.empty(TAPS[t], self._provenance[t]) for t in self.stream}
-        self.stores = {t: FeatureStore(TAPS[t]) for t in self.keep}
+        self.stats = {s: FeatureStats.empty(self._dims[s], self._provenance[s]) for s in self.stream}
+        self.stores = {s: FeatureStore(self._dims[s]) for s in self.keep}
         self._indices: list[np.ndarray] = []
 
     @property
-    def taps(self) -> tuple[str, ...]:
+    def spaces(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys((*self.stream, *self.keep)))
+
+    def taps_of(self, extractor: str) -> tuple[str, ...]:
+        """The taps of ``extractor`` this side needs (feature spaces are ``extractor/tap``)."""
+        prefix = extractor + "/"
+        return tuple(s[len(prefix):] for s in self.spaces if s.startswith(prefix))
 
     def add(self, feats: dict[str, torch.Tensor], b: int, indices=None) -> None:
         """Fold the features of ``b`` samples in; ``indices`` are their global indices (default: unknown)."""

@@ -29,12 +29,12 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 import torch
 
-from . import cache
-from .errors import BadInputError
-from .images import IMAGE_SUFFIXES, JPEG_SUFFIXES, decode_image
-from .provenance import Provenance
-from .reference import Reference
-from .stats import FeatureStats
+from fidkit import cache
+from fidkit.errors import BadInputError
+from fidkit.data.images import IMAGE_SUFFIXES, JPEG_SUFFIXES, decode_image
+from fidkit.stats.provenance import Provenance
+from fidkit.stats.reference import Reference
+from fidkit.stats.moments import FeatureStats
 
 Loaded = tuple[np.ndarray, frozenset]
 Loader = Callable[[], Loaded]
@@ -48,6 +48,9 @@ class ImageSource:
     description: str
     count: int | None
     items: Callable[[], Iterator[tuple[str, Loader]]]
+    #: In-memory images: uint8 ``N x 3 x H x W`` batches (on the tensor's device) with their tags and a name,
+    #: for the batched preprocessing path; ``None`` for files, which are decoded per image in worker threads.
+    batches: Callable[[], Iterator[tuple[torch.Tensor, frozenset, str]]] | None = None
 
 
 @dataclasses.dataclass
@@ -57,8 +60,8 @@ class StatsSource:
 
     @property
     def stats(self) -> FeatureStats:
-        """The pool3 statistics (what FID needs)."""
-        return self.reference.stats["pool3"]
+        """The Inception pool3 statistics (what FID needs)."""
+        return self.reference.stats["inception/pool3"]
 
 
 @dataclasses.dataclass
@@ -87,13 +90,15 @@ def open_source(spec, *, value_range: tuple[float, float] | None = None, limit: 
         raise BadInputError(f"limit must be at least 1, got {limit}")
     if isinstance(spec, FeatureStats):
         desc = spec.provenance.source or "statistics"
-        return StatsSource(desc, Reference({"pool3": spec}, description=desc))
+        return StatsSource(desc, Reference({spec.space: spec}, description=desc))
+    if isinstance(spec, Reference):
+        return StatsSource(spec.description, spec)
     if isinstance(spec, (str, os.PathLike)):
         return _open_path(Path(spec), str(spec), value_range, limit)
     if isinstance(spec, (torch.Tensor, np.ndarray)):
-        return _array_images([spec], _describe_array(spec), value_range, limit, count=len(spec))
+        return _array_images([spec], _describe_array(spec), value_range, limit, count=len(spec), in_memory=True)
     if isinstance(spec, Iterable):
-        return _array_images(spec, "batches", value_range, limit, count=None)
+        return _array_images(spec, "batches", value_range, limit, count=None, in_memory=True)
     raise BadInputError(f"cannot use {type(spec).__name__} as a source: pass a path, a tensor, an array, "
                         "an iterable of batches, or FeatureStats")
 
@@ -235,7 +240,7 @@ def _npz(path: Path, value_range, limit) -> Source:
     try:
         with np.load(path, allow_pickle=False) as z:
             keys = list(z.files)
-            if "mu" in keys and "sigma" in keys:
+            if Reference.is_statistics(keys):
                 # fidkit's own statistics, or pytorch-fid / clean-fid / TTUR / ADM
                 # reference files (ADM's also hold a 10k image batch in arr_0, but
                 # its published FIDs use the stored whole-dataset moments).
@@ -311,9 +316,20 @@ def _array_file(arr, where: str, value_range, limit) -> Source:
 # --- arrays and tensors -------------------------------------------------------------
 
 def _array_images(batches: Iterable, where: str, value_range, limit, *, count: int | None,
-                  channels_last: bool | None = None) -> ImageSource:
+                  channels_last: bool | None = None, in_memory: bool = False) -> ImageSource:
     if count is not None and limit is not None:
         count = min(count, limit)
+
+    def tensor_batches():
+        index = 0
+        for batch in batches:
+            if limit is not None and index >= limit:
+                return
+            u8, tags = to_uint8_nchw(batch, f"{where}[{index}:]", value_range, channels_last=channels_last)
+            if limit is not None:
+                u8 = u8[:limit - index]
+            yield u8, tags, f"{where}[{index}:{index + len(u8)}]"
+            index += len(u8)
 
     def items():
         index = 0
@@ -323,7 +339,7 @@ def _array_images(batches: Iterable, where: str, value_range, limit, *, count: i
                     return
                 yield f"{where}[{index}]", (lambda img=img, tags=tags: (img, tags))
                 index += 1
-    return ImageSource(where, count, items)
+    return ImageSource(where, count, items, tensor_batches if in_memory else None)
 
 
 def to_uint8_nhwc(batch, where: str, value_range, *, channels_last: bool | None = None

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import BadInputError
-from .provenance import Provenance
+from fidkit.errors import BadInputError
+from fidkit.stats.provenance import Provenance
 
 
 class FeatureStats:
@@ -145,16 +145,32 @@ class FeatureStats:
 
     # persistence ------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:
-        """Write ``.npz`` (no pickle): ``mu``/``sigma`` as pytorch-fid and clean-fid read them, plus ``n`` and
-        provenance.  See :mod:`fidkit.reference` for the layout."""
-        from .reference import Reference
-        return Reference({"pool3": self}).save(path)
+        """Write ``.npz`` (no pickle).  Inception pool3 statistics go to ``mu``/``sigma`` as pytorch-fid and
+        clean-fid read them; other feature spaces under their own names.  See :mod:`fidkit.stats.reference`."""
+        from fidkit.stats.reference import Reference
+        return Reference({self.space: self}).save(path)
+
+    @property
+    def space(self) -> str:
+        """The feature space (``extractor/tap``) these statistics belong to, from their provenance."""
+        from fidkit.extractors import specs
+        for spec in specs():
+            if self.provenance.extractor == spec.identity and self.provenance.layer:
+                return spec.space(self.provenance.layer)
+        return "inception/pool3"
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "FeatureStats":
-        """Read pool3 statistics written by :meth:`save`, or any ``.npz`` with ``mu`` and ``sigma``."""
-        from .reference import Reference
-        return Reference.load(path).stats["pool3"]
+        """Read statistics written by :meth:`save` (the only feature space of the file, else Inception pool3),
+        or any ``.npz`` with ``mu`` and ``sigma``."""
+        from fidkit.stats.reference import POOL3, Reference
+        stats = Reference.load(path).stats
+        if len(stats) == 1:
+            return next(iter(stats.values()))
+        if POOL3 not in stats:
+            raise BadInputError(f"{path}: holds statistics of {', '.join(sorted(stats))}; load it with "
+                                "fidkit.Reference.load and pick one")
+        return stats[POOL3]
 
     def __repr__(self) -> str:
         return f"FeatureStats(n={self.n}, dim={self.dim}, provenance={self.provenance})"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from .provenance import Provenance
+from fidkit.stats.provenance import Provenance
 
 
 @dataclasses.dataclass
@@ -24,18 +24,23 @@ class EvalResult:
     metrics: tuple[str, ...] = ()
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
     device: str | None = None
+    #: provenance of every feature space the metrics read (``inception/pool3``, ``dinov2-vitl14/cls``, ...)
+    spaces: dict[str, Provenance] = dataclasses.field(default_factory=dict)
 
     def __getitem__(self, name: str) -> Any:
         return self.values[name]
 
     def to_dict(self) -> dict[str, Any]:
-        from . import __version__
+        from fidkit import __version__
         p = self.provenance
         return {
             **self.values, "n_a": self.n_a, "n_b": self.n_b, "a": self.a, "b": self.b, "mode": self.mode,
             "metrics": list(self.metrics), "options": self.options, "extractor": p.extractor, "layer": p.layer,
             "weights_sha256": p.weights_sha256, "device": self.device, "seconds": round(self.seconds, 3),
             "warnings": list(self.warnings), "fidkit_version": __version__,
+            "feature_spaces": {space: {"extractor": q.extractor, "weights_sha256": q.weights_sha256,
+                                       "layer": q.layer, "preprocessing": q.mode}
+                               for space, q in self.spaces.items()},
         }
 
 

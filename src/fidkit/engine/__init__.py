@@ -1,0 +1,1 @@
+"""The feature pass and what it accumulates: extraction, per-side state, kept features, process groups."""

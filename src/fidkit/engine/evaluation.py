@@ -1,0 +1,192 @@
+"""What the offline API and the online evaluator share: the plan's networks, each side, the metric values.
+
+A :class:`Session` holds a resolved request: the plan (which metrics in which
+feature spaces), the loaded networks with their preprocessing, and the metric
+options.  ``side`` turns any source into a :class:`~fidkit.engine.state.Side`,
+``values`` computes every task of the plan from two sides, ``result`` wraps
+them with sample counts, provenance per feature space and warnings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import warnings
+from typing import Any
+
+import numpy as np
+
+from fidkit.data.sources import FeaturesSource, ImageSource, Source, StatsSource
+from fidkit.engine.extract import Branch, extract
+from fidkit.engine.plan import Plan, SideNeeds, make_plan
+from fidkit.engine.state import Side
+from fidkit.errors import BadInputError, FidkitWarning
+from fidkit.extractors import Extractor, get_spec
+from fidkit.metrics.catalog import Inputs, MetricOptions, result_key
+from fidkit.report.result import EvalResult
+from fidkit.stats.provenance import Provenance
+
+#: Below this many samples the 2048-d covariance is singular and FID strongly biased.
+MIN_RELIABLE_N = 2048
+
+
+def emit(messages: list[str]) -> None:
+    for m in messages:
+        warnings.warn(m, FidkitWarning, stacklevel=4)
+
+
+def options_with(options: MetricOptions | None, overrides: dict) -> MetricOptions:
+    try:
+        return dataclasses.replace(options or MetricOptions(), **overrides)
+    except TypeError as e:
+        raise BadInputError(f"unknown option: {e}") from None
+
+
+def _recorded_modes(sources: list[Source]) -> dict[str, str]:
+    """Preprocessing recorded in given statistics, per extractor (used when the caller names none)."""
+    found: dict[str, set] = {}
+    for s in sources:
+        if isinstance(s, StatsSource):
+            for space, st in s.reference.stats.items():
+                if st.provenance.known and st.provenance.mode:
+                    found.setdefault(space.split("/", 1)[0], set()).add(st.provenance.mode)
+    return {e: modes.pop() for e, modes in found.items() if len(modes) == 1}
+
+
+class Session:
+    """A resolved request: plan, networks, options."""
+
+    def __init__(self, metrics, features, mode, weights, device, options: MetricOptions, sources: list[Source]):
+        self.options = options
+        plan = make_plan(metrics, features, mode, bootstrap=options.bootstrap > 0)
+        if mode is None:  # the preprocessing recorded in given statistics, else each extractor's default
+            recorded = _recorded_modes(sources)
+            plan.preprocessing.update({e: m for e, m in recorded.items() if e in plan.preprocessing})
+        self.plan: Plan = plan
+        self._weights = weights if isinstance(weights, dict) else {"inception": weights}
+        self._weights = {get_spec(k).name: v for k, v in self._weights.items() if v is not None}
+        self._device = device
+        self._extractors: dict[str, Extractor] = {}
+
+    @property
+    def mode(self) -> str | None:
+        """The Inception preprocessing if Inception is in the plan, else the first extractor's."""
+        p = self.plan.preprocessing
+        return p.get("inception", next(iter(p.values()), None))
+
+    def extractor(self, name: str) -> Extractor:
+        if name not in self._extractors:
+            self._extractors[name] = Extractor.get(name, self._weights.get(name), self._device)
+        return self._extractors[name]
+
+    def branches(self, needs: SideNeeds) -> list[Branch]:
+        return [Branch(self.extractor(n), get_spec(n).variant(self.plan.preprocessing[n])) for n in needs.extractors]
+
+    @property
+    def device(self):
+        return next(iter(self._extractors.values())).device if self._extractors else None
+
+    def planned_provenance(self, source: Source | None, space: str) -> Provenance | None:
+        """What the statistics of ``source`` in ``space`` will record (``None`` source: images fed later)."""
+        if isinstance(source, StatsSource):
+            s = source.reference.stats.get(space)
+            return None if s is None else s.provenance
+        if isinstance(source, FeaturesSource):
+            return source.provenance
+        name, tap = space.split("/", 1)
+        return self.extractor(name).provenance(self.plan.preprocessing[name], tap,
+                                               None if source is None else source.description)
+
+    def check_comparable(self, a: Source | None, b: Source | None, force: bool) -> None:
+        """Refuse incomparable inputs before spending minutes on a feature pass."""
+        real, fake = self.plan.real, self.plan.fake
+        spaces = (real.spaces("stream") | real.spaces("keep")) & (fake.spaces("stream") | fake.spaces("keep"))
+        for space in sorted(spaces):
+            planned = [self.planned_provenance(s, space) for s in (a, b)]
+            if None not in planned:
+                planned[0].check_comparable(planned[1], force=force)
+
+    def side(self, source: Source, label: str, needs: SideNeeds, run: dict, notes: list[str]) -> Side:
+        stream, keep = needs.spaces("stream"), needs.spaces("keep")
+        if not stream and not keep:  # this side feeds none of the requested metrics (IS reads generated images)
+            return Side(source.description, {}, {})
+        if isinstance(source, ImageSource):
+            out = extract(source, self.branches(needs), stream=stream, keep=keep, **run)
+            notes.extend(out.warnings)
+            return Side(source.description, out.stats, out.features)
+        if isinstance(source, FeaturesSource):
+            spaces = stream | keep
+            embedding = {s for s in spaces if get_spec(s.split("/")[0]).tap(s.split("/", 1)[1]).role == "embedding"}
+            if spaces - embedding or len(embedding) != 1:
+                raise BadInputError(f"{source.description}: precomputed features serve one embedding space (FD, KD, "
+                                    f"precision/recall, density/coverage), not {', '.join(sorted(spaces))}")
+            space = embedding.pop()
+            return Side(source.description, {space: source.stats()} if space in stream else {},
+                        {space: np.asarray(source.features, dtype=np.float32)} if space in keep else {})
+        ref = source.reference
+        missing = sorted((stream - set(ref.stats)) | (keep - set(ref.features)))
+        if missing:
+            what = [f"per-sample {m} features (write them with 'fidkit stats SOURCE -o FILE --features')"
+                    if m in keep and m not in ref.features else f"{m} statistics" for m in missing]
+            raise BadInputError(f"{source.description} ({label}) lacks " + "; ".join(what))
+        return Side(source.description, {s: ref.stats[s] for s in stream}, {s: ref.features[s] for s in keep})
+
+    def values(self, real: Side, fake: Side, force: bool, notes: list[str]) -> dict[str, Any]:
+        """Checks that need both sides, then every task of the plan; warnings are appended to ``notes``."""
+        for side in (real, fake):
+            if side.n is not None and side.n < 2:
+                raise BadInputError(f"{side.description}: {side.n} sample(s); the metrics need at least 2")
+        for space in real.stats.keys() & fake.stats.keys():
+            notes.extend(real.stats[space].provenance.check_comparable(fake.stats[space].provenance, force=force))
+            if real.stats[space].dim != fake.stats[space].dim:
+                raise BadInputError(f"feature dimensions differ: {real.stats[space].dim} ({real.description}) vs "
+                                    f"{fake.stats[space].dim} ({fake.description})")
+        notes.extend(_sample_count_notes(real, fake))
+        values: dict[str, Any] = {}
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", FidkitWarning)
+            for task in self.plan.tasks:
+                space = task.space
+                inputs = Inputs(real.stats.get(space), real.features.get(space), fake.stats.get(space),
+                                fake.features.get(space), fake.n, self.options)
+                for key, value in task.metric.compute(inputs).items():
+                    values[result_key(key, task.metric, task.extractor.key)] = value
+        notes.extend(str(w.message) for w in caught if issubclass(w.category, FidkitWarning))
+        return values
+
+    def result(self, values: dict[str, Any], real: Side, fake: Side, uses_net: bool, notes: list[str],
+               start: float) -> EvalResult:
+        spaces: dict[str, Provenance] = {}
+        for side in (real, fake):
+            for space, s in side.stats.items():
+                if s.provenance.known:
+                    spaces.setdefault(space, s.provenance)
+        if uses_net:
+            for t in self.plan.tasks:
+                if t.space not in spaces:
+                    name = t.extractor.name
+                    spaces[t.space] = self.extractor(name).provenance(self.plan.preprocessing[name], t.tap)
+        primary = spaces.get("inception/pool3") or next(iter(spaces.values()), Provenance.unknown())
+        return EvalResult(values=values, n_a=real.n, n_b=fake.n, a=real.description, b=fake.description,
+                          mode=self.mode if uses_net or primary.mode else None, provenance=primary,
+                          warnings=notes, seconds=time.perf_counter() - start, metrics=self.plan.metric_names,
+                          options=dataclasses.asdict(self.options),
+                          device=str(self.device) if uses_net and self.device is not None else None,
+                          spaces=spaces)
+
+
+def _sample_count_notes(real: Side, fake: Side) -> list[str]:
+    notes = []
+    for side in (real, fake):
+        dims = [s.dim for s in side.stats.values()] or [f.shape[1] for f in side.features.values()] or [2048]
+        threshold = max(MIN_RELIABLE_N if max(dims) >= MIN_RELIABLE_N else max(dims), 2)
+        if side.n is not None and side.n < threshold:
+            notes.append(
+                f"{side.description}: N={side.n} is below {threshold}, the feature dimension: the covariance is "
+                "singular and Fréchet distances are strongly biased upwards at small N; compare only values computed "
+                "at the same N (50,000 is the convention)")
+    if real.n is not None and fake.n is not None and real.n != fake.n:
+        notes.append(f"the two sides have different sample counts (N={real.n} vs N={fake.n}); FID depends on N, so "
+                     "report both and compare only results computed with the same counts")
+    return notes
+

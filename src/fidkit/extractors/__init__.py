@@ -1,0 +1,17 @@
+"""Feature extractors as plug-ins: each network declares itself once (:class:`ExtractorSpec`) and registers.
+
+=================  =====================================================================
+``inception``      the FID Inception network (pool3, logits, spatial): FID, KID, IS, sFID
+``dinov2``         DINOv2 ViT-L/14 CLS token (``dinov2-vitb14``: the cheaper ViT-B/14)
+``clip``           OpenAI CLIP ViT-B/32 image embedding: CLIP-FID as clean-fid computes it
+``clip-vitl14-336`` OpenAI CLIP ViT-L/14@336px, L2-normalised: CMMD
+=================  =====================================================================
+"""
+
+from fidkit.extractors.base import (ROLES, ExtractorSpec, Preprocessing, Tap, available, custom_extractor,
+                                    get_spec, register, specs)
+from fidkit.extractors import clip, dinov2, inception  # noqa: F401  (each registers itself)
+from fidkit.extractors.runtime import Extractor, InceptionExtractor, default_device, resolve_device
+
+__all__ = ["ExtractorSpec", "Preprocessing", "Tap", "ROLES", "register", "get_spec", "available", "specs",
+           "custom_extractor", "Extractor", "InceptionExtractor", "default_device", "resolve_device"]

@@ -1,0 +1,1 @@
+"""Statistics and where they came from: streaming moments, provenance, reference files."""
