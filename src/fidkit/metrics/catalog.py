@@ -107,7 +107,7 @@ def _dc(x: Inputs) -> dict[str, Any]:
 
 def _fd_inf(x: Inputs) -> dict[str, Any]:
     e = fid_infinity(x.fake_features, x.real_stats, seed=x.options.seed)
-    return {"fd_inf": e.value, "fd_inf_sizes": [int(n) for n in e.sizes]}
+    return {"fd_inf": e.value, "fd_inf_sizes": [int(n) for n in e.sizes], "fd_inf_r2": e.r_squared}
 
 
 def _noise_floor(x: Inputs) -> dict[str, Any]:
@@ -123,7 +123,7 @@ def _is(x: Inputs) -> dict[str, Any]:
 
 def _is_inf(x: Inputs) -> dict[str, Any]:
     e = is_infinity(x.fake_features, seed=x.options.seed)
-    return {"is_inf": e.value, "is_inf_sizes": [int(n) for n in e.sizes]}
+    return {"is_inf": e.value, "is_inf_sizes": [int(n) for n in e.sizes], "is_inf_r2": e.r_squared}
 
 
 def _sfid(x: Inputs) -> dict[str, Any]:

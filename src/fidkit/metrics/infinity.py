@@ -13,6 +13,16 @@ subsets come from one ``np.random.default_rng(seed)``, one
 ``choice(N, size, replace=False)`` per size in increasing order.  When there
 are no more than ``n_min`` samples, ``n_min`` is lowered to
 ``max(N // 10, 2)`` (dgm-eval's rule) with a :class:`~fidkit.FidkitWarning`.
+
+Fit quality is reported with the value and never hidden: ``r_squared`` (the
+share of the scores' variation across sizes that ``b / N`` explains) and
+``residual_rms`` (root mean square of ``score - (a + b / N)``, in score units).
+A :class:`~fidkit.FidkitWarning` is raised when the extrapolated value is
+negative (impossible for FID or IS: the fit is extrapolating noise, and the
+true limit is small compared with it) or when ``r_squared`` is below
+``POOR_FIT_R_SQUARED`` (the scores are dominated by subset noise rather than
+by the ``1/N`` trend, so ``a`` is poorly determined).  The value itself is
+returned as fitted, never clamped.
 """
 
 from __future__ import annotations
@@ -29,15 +39,24 @@ from fidkit.metrics.frechet import frechet_distance_from_moments
 from fidkit.metrics._common import as_finite_2d, positive_int
 from fidkit.metrics.inception_score import inception_score
 
+#: Below this R^2 the 1/N trend explains too little of the scores for the intercept to be trusted.
+POOR_FIT_R_SQUARED = 0.5
+
 
 @dataclasses.dataclass(frozen=True)
 class Extrapolation:
-    """``value``: the fitted score at infinitely many samples (``a`` in ``score_N = a + b / N``)."""
+    """``value``: the fitted score at infinitely many samples (``a`` in ``score_N = a + b / N``).
+
+    ``r_squared`` and ``residual_rms`` describe the fit (see the module
+    docstring); NaN only when an ``Extrapolation`` is built by hand without them.
+    """
 
     value: float
     slope: float
     sizes: tuple[int, ...]
     scores: tuple[float, ...]
+    r_squared: float = float("nan")
+    residual_rms: float = float("nan")
 
     def __float__(self) -> float:
         return self.value
@@ -79,8 +98,28 @@ def extrapolate_to_infinity(sizes, scores) -> Extrapolation:
         raise BadInputError(f"sizes needs at least 2 distinct values to fit a line, got {sorted(set(n.tolist()))}")
     design = np.stack([np.ones_like(n), 1.0 / n], axis=1)
     (a, b), *_ = np.linalg.lstsq(design, y, rcond=None)
-    return Extrapolation(value=float(a), slope=float(b), sizes=tuple(int(v) for v in n),
-                         scores=tuple(float(v) for v in y))
+    residuals = y - design @ np.array([a, b])
+    spread = float(np.sum((y - y.mean()) ** 2))
+    # Scores that do not vary at all are fitted exactly: nothing is left unexplained.
+    r_squared = 1.0 - float(residuals @ residuals) / spread if spread > 0 else 1.0
+    result = Extrapolation(value=float(a), slope=float(b), sizes=tuple(int(v) for v in n),
+                           scores=tuple(float(v) for v in y), r_squared=r_squared,
+                           residual_rms=float(np.sqrt(np.mean(residuals ** 2))))
+    _warn_if_doubtful(result)
+    return result
+
+
+def _warn_if_doubtful(e: Extrapolation) -> None:
+    fit = f"fit of score = a + b/N over N = {min(e.sizes)}..{max(e.sizes)}: R^2 = {e.r_squared:.3f}, " \
+          f"residual rms = {e.residual_rms:.4g}"
+    if e.value < 0:
+        warnings.warn(f"the score extrapolated to infinitely many samples is negative ({e.value:.4g}), which no "
+                      f"FID or IS can be: the true limit is smaller than the noise of the {fit}; reported unclamped, "
+                      f"read it as 'close to 0' and use more samples for a usable value", FidkitWarning, stacklevel=3)
+    if e.r_squared < POOR_FIT_R_SQUARED:
+        warnings.warn(f"poor {fit} (below {POOR_FIT_R_SQUARED}): the scores are dominated by subset noise, not by "
+                      f"the 1/N trend, so the extrapolated value {e.value:.4g} is poorly determined", FidkitWarning,
+                      stacklevel=3)
 
 
 def _extrapolate(x: np.ndarray, score_of: Callable[[np.ndarray], float], *, n_points: int, n_min: int,
