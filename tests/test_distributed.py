@@ -168,7 +168,9 @@ def test_torchrun_eval_and_stats_equal_one_process(tmp_path, weights, capsys):
     one = json.loads(capsys.readouterr().out)
     assert (multi["n_a"], multi["n_b"]) == (one["n_a"], one["n_b"]) == (9, 12)
     for key in ("fid", "kid", "is", "sfid", "precision", "recall"):
-        np.testing.assert_allclose(multi[key], one[key], rtol=1e-6, atol=1e-7, err_msg=key)
+        # Float32 features differ by ~1e-6 between batch compositions (1 vs 2 processes); KID is a small
+        # difference of kernel means of order 1, so that moves it by ~1e-7 absolute.
+        np.testing.assert_allclose(multi[key], one[key], rtol=1e-6, atol=1e-6 if key == "kid" else 1e-7, err_msg=key)
 
     out = _torchrun(["stats", str(real), "-o", str(tmp_path / "multi.npz"), "--features", *common], tmp_path)
     assert out.returncode == 0, out.stderr

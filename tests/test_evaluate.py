@@ -98,7 +98,7 @@ def test_reference_file_serves_every_metric(sets, weights, full, tmp_path):
 def test_reference_without_features_names_what_is_missing(sets, weights, tmp_path):
     real, fake = sets
     fidkit.compute_reference(real, weights=weights, device="cpu").save(tmp_path / "ref.npz")
-    with pytest.raises(BadInputError, match="lacks per-sample pool3 features.*--features"):
+    with pytest.raises(BadInputError, match="lacks per-sample inception/pool3 features.*--features"):
         fidkit.evaluate(tmp_path / "ref.npz", fake, metrics="kid", weights=weights, device="cpu")
     r = fidkit.evaluate(tmp_path / "ref.npz", fake, metrics="fid,sfid,is", weights=weights, device="cpu")
     assert set(r.values) == {"fid", "sfid", "is", "is_std"}

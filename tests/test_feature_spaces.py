@@ -43,7 +43,7 @@ def test_fd_dinov2_equals_the_definition_on_the_same_features(folders, dinov2_we
     expected = _fd_definition(_dinov2_features(a), _dinov2_features(b))
     assert r["fd_dinov2_vitb14"] == pytest.approx(expected, rel=1e-6)
     space = r.spaces["dinov2-vitb14/cls"]
-    assert (space.extractor, space.layer, space.mode) == ("dinov2-vitb14-lvd142m", "cls", "dgm-eval")
+    assert (space.extractor, space.layer, space.mode) == ("dinov2-vitb14", "cls", "dgm-eval")
     assert space.weights_sha256 == fidkit.extractors.weights.sha256_of(dinov2_weights)
 
 

@@ -47,7 +47,8 @@ def test_space_named_metrics_pick_their_space():
 
 def test_bootstrap_keeps_the_generated_embeddings():
     assert make_plan("fid").fake.keep == {"inception": set()}
-    assert make_plan("fid", bootstrap=True).fake.keep == {"inception": {"pool3"}}
+    with_ci = make_plan("fid", bootstrap=True)
+    assert with_ci.fake.keep == {"inception": {"pool3"}} and with_ci.fake.stream == {"inception": {"pool3"}}
 
 
 def test_unknown_names_are_refused_with_the_choices():

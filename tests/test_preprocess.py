@@ -66,5 +66,5 @@ def test_modes_differ_from_each_other():
 
 
 def test_unknown_mode_is_an_error():
-    with pytest.raises(BadInputError, match="unknown mode 'bicubic'"):
+    with pytest.raises(BadInputError, match="unknown preprocessing 'bicubic' for inception"):
         get_spec("inception").variant("bicubic")

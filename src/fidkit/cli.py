@@ -101,8 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pr-k", type=_positive, default=defaults.pr_k, help="neighbours for precision/recall")
     p.add_argument("--dc-k", type=_positive, default=defaults.dc_k, help="neighbours for density/coverage")
     p.add_argument("--bootstrap", type=int, default=0, metavar="N",
-                   help="N bootstrap resamples for confidence intervals of FID, precision, recall, density and "
-                        "coverage (default: none)")
+                   help="N bootstrap resamples for confidence intervals of FID (bias-shifted: covers the expected "
+                        "FID at this N), precision, recall, density and coverage (percentile) (default: none)")
     p.add_argument("--confidence", type=float, default=defaults.confidence)
     p.add_argument("--seed", type=int, default=defaults.seed, help="seed of every random choice (default 2020, "
                                                                    "torch-fidelity's)")
@@ -119,7 +119,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help="feature extractors to compute statistics for, from one decode: "
                         + ", ".join(s.name for s in specs()) + " (default inception)")
     _common(p)
+
+    sub.add_parser("extractors", help="list the feature extractors, their taps, preprocessing and weight files")
     return parser
+
+
+def _run_extractors(args) -> int:
+    for s in specs():
+        aliases = f" (also: {', '.join(s.aliases)})" if s.aliases else ""
+        print(f"{s.name}{aliases}: {s.summary}")
+        for tap in s.taps:
+            print(f"  tap {tap.name}: {tap.dim}-d, {tap.role}" + (f" ({tap.summary})" if tap.summary else ""))
+        for p in s.preprocessing:
+            default = " [default]" if p.name == s.default_preprocessing else ""
+            print(f"  preprocessing {p.name}{default}: {p.size} px; resize {p.resize or '-'}; crop {p.crop}; "
+                  f"{p.normalization or '-'}")
+        w = s.weights
+        if w is not None:
+            print(f"  weights {w.filename}: {w.url}\n    sha256 {w.sha256}; ${w.env_var}"
+                  + (f"; licence {w.licence}" if w.licence else ""))
+    return 0
 
 
 def _options(args) -> dict:
@@ -195,7 +214,7 @@ def _print_settings(result, record: dict) -> None:
 _LABELS = {"fid": "FID", "sfid": "sFID", "kid": "KID", "is": "IS", "fid_inf": "FID-inf", "is_inf": "IS-inf",
            "noise_floor": "noise floor (real vs real FID)", "cmmd": "CMMD", "fd_dinov2": "FD-DINOv2",
            "fd_clip": "CLIP-FID"}
-_DETAILS = ("_std", "_ci", "_sizes", "_subset_size", "_n")
+_DETAILS = ("_std", "_ci", "_sizes", "_subset_size", "_n", "_r2")
 
 
 def _is_detail(key: str, values: dict) -> bool:
@@ -230,7 +249,8 @@ def _run_eval(args) -> int:
                 lo, hi = v[f"{key}_ci"]
                 text += f"  [{lo:.6f}, {hi:.6f}] ({args.confidence:.0%}, {args.bootstrap} bootstrap resamples)"
             if f"{key}_sizes" in v:
-                text += f"  (fit over N = {v[key + '_sizes'][0]}..{v[key + '_sizes'][-1]})"
+                text += (f"  (fit over N = {v[key + '_sizes'][0]}..{v[key + '_sizes'][-1]}, "
+                         f"R² {v.get(key + '_r2', float('nan')):.3f})")
             print(f"{label:>32}: {text}")
         _print_settings(result, record)
     _print_warnings(result.warnings, args.quiet)
@@ -300,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
             dist.destroy_process_group()
 
 
-_COMMANDS = {"fid": _run_fid, "eval": _run_eval, "stats": _run_stats}
+_COMMANDS = {"fid": _run_fid, "eval": _run_eval, "stats": _run_stats, "extractors": _run_extractors}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -169,7 +169,7 @@ class Evaluator:
     def _identity(self) -> dict:
         plan = self._session.plan
         return {"metrics": list(self.metrics), "tasks": [f"{t.metric.name}@{t.space}" for t in plan.tasks],
-                "preprocessing": dict(plan.preprocessing),
+                "mode": dict(plan.preprocessing),
                 "weights_sha256": {n: self._session.extractor(n).weights_sha256 for n in plan.extractors},
                 "options": dict(vars(self.options))}
 

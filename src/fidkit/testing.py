@@ -59,3 +59,30 @@ def write_random_dinov2_weights(path: str | os.PathLike, arch: str = "vitb14", s
     from fidkit.extractors.dinov2 import random_dinov2_state_dict
     torch.save(random_dinov2_state_dict(arch, seed), path)
     return str(path)
+
+
+def import_openai_clip():
+    """OpenAI's ``clip`` package (PyPI ``openai-clip``), the reference for CLIP features in tests and benchmarks.
+
+    It imports ``pkg_resources`` only for ``packaging``; where setuptools no longer ships ``pkg_resources``
+    the import gets a stand-in for its duration.  Raises ``ImportError`` when the package is missing.
+    """
+    import sys
+    import types
+    try:
+        import pkg_resources  # noqa: F401
+        import clip
+        return clip
+    except ImportError:
+        if "clip" in sys.modules:
+            raise
+    import packaging.version  # noqa: F401  (the attribute clip reads)
+    import packaging
+    shim = types.ModuleType("pkg_resources")
+    shim.packaging = packaging
+    sys.modules["pkg_resources"] = shim
+    try:
+        import clip
+        return clip
+    finally:
+        del sys.modules["pkg_resources"]

@@ -8,8 +8,6 @@ for the duration of that one import.
 from __future__ import annotations
 
 import contextlib
-import sys
-import types
 
 import numpy as np
 import pytest
@@ -33,19 +31,11 @@ SIZES = [(37, 53), (301, 227), (224, 225), (227, 224), (97, 31), (335, 401), (40
 
 
 def _import_openai_clip():
+    from fidkit.testing import import_openai_clip
     try:
-        import pkg_resources  # noqa: F401
-        return pytest.importorskip("clip")
+        return import_openai_clip()
     except ImportError:
-        pass
-    import packaging.version
-    shim = types.ModuleType("pkg_resources")
-    shim.packaging = packaging
-    sys.modules["pkg_resources"] = shim
-    try:
-        return pytest.importorskip("clip")
-    finally:
-        del sys.modules["pkg_resources"]
+        pytest.skip("openai-clip is not installed")
 
 
 @pytest.fixture(scope="module")

@@ -204,8 +204,10 @@ def make_plan(metrics: str | Iterable[str] | None = None, features: str | Iterab
     real, fake = SideNeeds(), SideNeeds()
     for t in tasks:
         how_real, how_fake = t.metric.needs(bootstrap)
-        real.add(how_real, t.extractor.name, t.tap)
-        fake.add(how_fake, t.extractor.name, t.tap)
+        for how in how_real:
+            real.add(how, t.extractor.name, t.tap)
+        for how in how_fake:
+            fake.add(how, t.extractor.name, t.tap)
     used = [get_spec(n) for n in sorted({t.extractor.name for t in tasks})]
     return Plan(tasks, real, fake, parse_preprocessing(mode, used))
 

@@ -54,6 +54,9 @@ class Preprocessing:
     size: int
     prepare_batch: Callable[[torch.Tensor], torch.Tensor] | None
     prepare_image: Callable[[np.ndarray], torch.Tensor] | None = None
+    resize: str = ""            # kernel and library, e.g. "PIL bicubic on uint8 (anti-aliased)"
+    crop: str = "none (squash)"
+    normalization: str = ""     # e.g. "ImageNet mean/std"
 
     def prepare(self, img: np.ndarray) -> torch.Tensor:
         """One uint8 ``H x W x 3`` image -> float32 ``3 x size x size`` network input."""
@@ -92,7 +95,8 @@ class ExtractorSpec:
     default_preprocessing: str
     weights: object | None
     build: Callable[[dict, str], torch.nn.Module]
-    identity: str                                  # the network's name in provenance
+    identity: str                                  # the network's name in provenance (the registry name, except
+                                                   # Inception's "inception-2015-12-05", kept from fidkit 0.1)
     key: str                                       # suffix of metric names in this space ("" for Inception)
     modality: str = "image"
     aliases: tuple[str, ...] = ()

@@ -547,7 +547,11 @@ def _spec(arch: str, name: str, key: str, aliases: tuple[str, ...], summary: str
     from fidkit.extractors.base import ExtractorSpec, Preprocessing, Tap, register
 
     dim = ARCHS[arch].embed_dim
-    variants = tuple(Preprocessing(n, v.summary, v.size, None, v.prepare)
+    how = {"clean-fid": ("PIL bicubic, shorter side to 224 (anti-aliased), uint8", "centre 224 x 224 (half-pixel "
+                         "offsets rounded as torchvision's CenterCrop)"),
+           "cmmd": ("PIL bicubic to 336 x 336 (anti-aliased), uint8", "centre square first (offsets floored)")}
+    variants = tuple(Preprocessing(n, v.summary, v.size, None, v.prepare, resize=how[n][0], crop=how[n][1],
+                                   normalization="x / 255, CLIP mean/std")
                      for n, v in PREPROCESSING.items() if v.arch == arch)
     return register(ExtractorSpec(
         name=name, summary=summary,
@@ -557,7 +561,7 @@ def _spec(arch: str, name: str, key: str, aliases: tuple[str, ...], summary: str
         preprocessing=variants, default_preprocessing=variants[0].name,
         weights=_dc.replace(WEIGHTS[arch], licence=WEIGHTS_LICENCE),
         build=lambda state, source: clip_visual_from_state_dict(arch, state, source),
-        identity=WEIGHTS[arch].name, key=key, aliases=aliases, read_weights=read_clip_state_dict,
+        identity=name, key=key, aliases=aliases, read_weights=read_clip_state_dict,
     ))
 
 

@@ -437,10 +437,14 @@ def preprocess_edm2(batch: torch.Tensor) -> torch.Tensor:
 PREPROCESSING: dict[str, dict] = {
     "dgm-eval": dict(summary="dgm-eval: PIL bicubic resize of the uint8 image to 224 x 224 (squash, anti-aliased), "
                              "ImageNet mean/std; what published FD-DINOv2 numbers use",
-                     prepare_batch=None, prepare_image=preprocess_dgm_eval),
+                     prepare_batch=None, prepare_image=preprocess_dgm_eval,
+                     resize="PIL bicubic on the uint8 image (anti-aliased), re-quantised to uint8",
+                     normalization="x / 255, ImageNet mean/std"),
     "edm2": dict(summary="EDM2: torch bicubic anti-aliased resize of [0, 255] floats to 224 x 224 (batched), "
                          "ImageNet mean/std; close to dgm-eval, not equal",
-                 prepare_batch=preprocess_edm2, prepare_image=None),
+                 prepare_batch=preprocess_edm2, prepare_image=None,
+                 resize="F.interpolate bicubic, antialias=True, on [0, 255] float32, not re-quantised",
+                 normalization="x / 255, ImageNet mean/std"),
 }
 DEFAULT_PREPROCESSING = "dgm-eval"
 
@@ -463,7 +467,7 @@ def _spec(arch: str, name: str, key: str, aliases: tuple[str, ...], summary: str
         default_preprocessing=DEFAULT_PREPROCESSING,
         weights=WeightSpec(**DINOV2_WEIGHTS[arch], licence=WEIGHTS_LICENCE),
         build=lambda state, source: partial(DinoV2.from_state_dict, arch)(state, source),
-        identity=DINOV2_WEIGHTS[arch]["name"], key=key, aliases=aliases, read_weights=read_dinov2_state_dict,
+        identity=name, key=key, aliases=aliases, read_weights=read_dinov2_state_dict,
     ))
 
 

@@ -325,11 +325,16 @@ def _batch_pytorch(x: torch.Tensor) -> torch.Tensor:
 
 PREPROCESSING = (
     Preprocessing("tf", "TF1 bilinear resize as in the reference TF graph, (x - 128) / 128: TTUR, ADM, StyleGAN, "
-                        "torch-fidelity, the protocol of published FIDs", INPUT_SIZE, _batch_tf),
+                        "torch-fidelity, the protocol of published FIDs", INPUT_SIZE, _batch_tf,
+                  resize="TF1 ResizeBilinear (align_corners=False, no half-pixel centres) on [0, 255] floats",
+                  normalization="(x - 128) / 128"),
     Preprocessing("clean", "clean-fid mode='clean': PIL bicubic on float32 channels (anti-aliased), not "
-                           "re-quantised", INPUT_SIZE, None, _image_clean),
+                           "re-quantised", INPUT_SIZE, None, _image_clean,
+                  resize="PIL bicubic per float32 channel (anti-aliased), clipped, not re-quantised",
+                  normalization="(x - 128) / 128"),
     Preprocessing("pytorch", "pytorch-fid: F.interpolate bilinear without anti-aliasing, 2x/255 - 1",
-                  INPUT_SIZE, _batch_pytorch),
+                  INPUT_SIZE, _batch_pytorch, resize="F.interpolate bilinear, align_corners=False, no antialias",
+                  normalization="2 x / 255 - 1"),
 )
 
 #: The Inception preprocessing variants by name (fidkit 0.1's "modes").

@@ -68,9 +68,13 @@ class MetricSpec:
     inception_name: str | None = None       # its historic name in the Inception space (fd -> fid)
     fake_keep_for_bootstrap: bool = False   # the bootstrap resamples generated features
 
-    def needs(self, bootstrap: bool) -> tuple[str | None, str | None]:
-        fake = KEEP if bootstrap and self.fake_keep_for_bootstrap else self.fake
-        return self.real, fake
+    def needs(self, bootstrap: bool) -> tuple[set[str], set[str]]:
+        """How the real and the generated side are read: subsets of {STREAM, KEEP}."""
+        real = {self.real} - {None}
+        fake = {self.fake} - {None}
+        if bootstrap and self.fake_keep_for_bootstrap:
+            fake.add(KEEP)
+        return real, fake
 
 
 def _fd(x: Inputs) -> dict[str, Any]:

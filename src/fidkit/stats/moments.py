@@ -152,12 +152,15 @@ class FeatureStats:
 
     @property
     def space(self) -> str:
-        """The feature space (``extractor/tap``) these statistics belong to, from their provenance."""
-        from fidkit.extractors import specs
-        for spec in specs():
-            if self.provenance.extractor == spec.identity and self.provenance.layer:
-                return spec.space(self.provenance.layer)
-        return "inception/pool3"
+        """The feature space (``extractor/tap``) these statistics belong to, from their provenance.
+
+        Extractors record their registry name as their identity; the FID Inception records the name its
+        statistics have carried since fidkit 0.1, and statistics without provenance are Inception pool3
+        (what pytorch-fid, clean-fid and ADM files hold)."""
+        p = self.provenance
+        if p.extractor in (None, "inception-2015-12-05"):
+            return f"inception/{p.layer or 'pool3'}"
+        return f"{p.extractor.removeprefix('custom:')}/{p.layer}"
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "FeatureStats":
