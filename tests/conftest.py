@@ -37,6 +37,16 @@ def dinov2_weights(tmp_path_factory) -> str:
                                        "vitb14", seed=0)
 
 
+@pytest.fixture(scope="session")
+def openai_clip():
+    """OpenAI's ``clip`` package, the reference for CLIP features (skips when it is not installed)."""
+    from fidkit.testing import import_openai_clip
+    try:
+        return import_openai_clip()
+    except ImportError:
+        pytest.skip("openai-clip is not installed")
+
+
 def smooth_images(n: int, size: int | tuple[int, int], seed: int) -> np.ndarray:
     """``n x H x W x 3`` uint8 images with structure at several scales (not white noise)."""
     h, w = (size, size) if isinstance(size, int) else size

@@ -14,15 +14,6 @@ pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:F
 
 
 @pytest.fixture(scope="module")
-def openai_clip():
-    from fidkit.testing import import_openai_clip
-    try:
-        return import_openai_clip()
-    except ImportError:
-        pytest.skip("openai-clip is not installed")
-
-
-@pytest.fixture(scope="module")
 def clip_b32(tmp_path_factory):
     return str(write_random_openai_clip(tmp_path_factory.mktemp("clip") / "ViT-B-32.pt", "ViT-B/32", seed=0))
 

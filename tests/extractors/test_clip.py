@@ -30,19 +30,6 @@ pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:F
 SIZES = [(37, 53), (301, 227), (224, 225), (227, 224), (97, 31), (335, 401), (401, 337)]
 
 
-def _import_openai_clip():
-    from fidkit.testing import import_openai_clip
-    try:
-        return import_openai_clip()
-    except ImportError:
-        pytest.skip("openai-clip is not installed")
-
-
-@pytest.fixture(scope="module")
-def openai_clip():
-    return _import_openai_clip()
-
-
 @contextlib.contextmanager
 def _skip_initialisation():
     # clip.load builds the whole model, initialises it at random, then loads every entry with a strict

@@ -12,7 +12,7 @@ from typing import Iterable
 
 from fidkit.errors import BadInputError
 from fidkit.extractors import ExtractorSpec, get_spec, specs
-from fidkit.metrics.catalog import ALIASES, KEEP, METRICS, STREAM, MetricSpec
+from fidkit.metrics.catalog import ALIASES, METRICS, STREAM, MetricSpec
 
 DEFAULT_METRICS = ("fid", "kid", "is", "sfid", "prdc")
 ALL_METRICS = DEFAULT_METRICS + ("fid_inf", "is_inf", "noise_floor")
