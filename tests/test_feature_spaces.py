@@ -179,3 +179,17 @@ def test_cli_eval_with_several_feature_spaces(folders, both_weights, capsys):
     assert out["feature_spaces"]["dinov2-vitb14/cls"]["preprocessing"] == "dgm-eval"
     assert main(["eval", str(a), str(b), "--features", "resnet", "--device", "cpu"]) == 2
     assert "unknown feature extractor 'resnet'" in capsys.readouterr().err
+
+
+def test_every_generic_metric_runs_in_another_space(folders, dinov2_weights):
+    a, b = folders
+    r = fidkit.evaluate(a, b, metrics="fd,kd,pr,dc,fd_inf,noise_floor", features="dinov2-vitb14",
+                        weights={"dinov2-vitb14": dinov2_weights}, device="cpu", bootstrap=20, kid_subset_size=5,
+                        kid_subsets=3)
+    k = "dinov2_vitb14"
+    for key in (f"fd_{k}", f"kd_{k}", f"kd_{k}_std", f"precision_{k}", f"recall_{k}", f"density_{k}",
+                f"coverage_{k}", f"fd_inf_{k}", f"noise_floor_{k}", f"fd_{k}_ci", f"precision_{k}_ci"):
+        assert key in r.values and np.all(np.isfinite(r[key])), key
+    lo, hi = r[f"fd_{k}_ci"]
+    assert lo <= r[f"fd_{k}"] <= hi
+    assert not any(key.startswith(("fid", "kid")) for key in r.values)

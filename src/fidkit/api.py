@@ -62,9 +62,9 @@ def evaluate(a, b, *, metrics: str | Iterable[str] | None = None, features: str 
     real = session.side(sources[0], "REAL", session.plan.real, run, notes)
     fake = session.side(sources[1], "FAKE", session.plan.fake, run, notes)
     values = session.values(real, fake, force, notes)
-    emit(notes)
-    uses_net = any(isinstance(s, ImageSource) for s in sources)
-    return session.result(values, real, fake, uses_net, notes, start)
+    result = session.result(values, real, fake, any(isinstance(s, ImageSource) for s in sources), notes, start)
+    emit(result.warnings)
+    return result
 
 
 def fid(a, b, *, mode: str | None = None, weights: Weights = None, device=None, batch_size: int = 32,

@@ -292,8 +292,22 @@ def _print_warnings(messages: list[str], quiet: bool) -> None:
             print(f"warning: {m}", file=sys.stderr)
 
 
+def _join_negative_values(argv: list[str]) -> list[str]:
+    """``--value-range -1,1`` as ``--value-range=-1,1``: argparse would read ``-1,1`` as an option."""
+    out = []
+    i = 0
+    while i < len(argv):
+        if argv[i] == "--value-range" and i + 1 < len(argv) and argv[i + 1].startswith("-"):
+            out.append(f"--value-range={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(argv[i])
+        i += 1
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(_join_negative_values(list(sys.argv[1:] if argv is None else argv)))
     args.silent = False
     warnings.simplefilter("ignore", FidkitWarning)  # printed by us, once, with the result
     started = False

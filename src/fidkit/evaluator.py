@@ -138,8 +138,9 @@ class Evaluator:
             raise BadInputError("no real images: build the evaluator with reference=... or call "
                                 "update(images, real=True)")
         values = self._session.values(real, fake, self.force, notes)
-        emit(notes)
-        return self._session.result(values, real, fake, True, notes, start)
+        result = self._session.result(values, real, fake, True, notes, start)
+        emit(result.warnings)
+        return result
 
     def _side(self, state: SideState, description: str, combine: bool, notes: list[str], real: bool) -> Side:
         n, stats, features = state.combined(combine, self._group)

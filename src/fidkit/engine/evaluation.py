@@ -113,7 +113,8 @@ class Session:
         if isinstance(source, ImageSource):
             out = extract(source, self.branches(needs), stream=stream, keep=keep, **run)
             notes.extend(out.warnings)
-            return Side(source.description, out.stats, out.features)
+            return Side(source.description, out.stats, out.features,
+                        provenance={s: self.planned_provenance(source, s) for s in stream | keep})
         if isinstance(source, FeaturesSource):
             spaces = stream | keep
             embedding = {s for s in spaces if get_spec(s.split("/")[0]).tap(s.split("/", 1)[1]).role == "embedding"}
@@ -122,14 +123,16 @@ class Session:
                                     f"precision/recall, density/coverage), not {', '.join(sorted(spaces))}")
             space = embedding.pop()
             return Side(source.description, {space: source.stats()} if space in stream else {},
-                        {space: np.asarray(source.features, dtype=np.float32)} if space in keep else {})
+                        {space: np.asarray(source.features, dtype=np.float32)} if space in keep else {},
+                        provenance={space: source.provenance})
         ref = source.reference
         missing = sorted((stream - set(ref.stats)) | (keep - set(ref.features)))
         if missing:
             what = [f"per-sample {m} features (write them with 'fidkit stats SOURCE -o FILE --features')"
                     if m in keep and m not in ref.features else f"{m} statistics" for m in missing]
             raise BadInputError(f"{source.description} ({label}) lacks " + "; ".join(what))
-        return Side(source.description, {s: ref.stats[s] for s in stream}, {s: ref.features[s] for s in keep})
+        return Side(source.description, {s: ref.stats[s] for s in stream}, {s: ref.features[s] for s in keep},
+                    provenance={s: ref.stats[s].provenance for s in stream | keep if s in ref.stats})
 
     def values(self, real: Side, fake: Side, force: bool, notes: list[str]) -> dict[str, Any]:
         """Checks that need both sides, then every task of the plan; warnings are appended to ``notes``."""
@@ -158,14 +161,15 @@ class Session:
                start: float) -> EvalResult:
         spaces: dict[str, Provenance] = {}
         for side in (real, fake):
-            for space, s in side.stats.items():
-                if s.provenance.known:
-                    spaces.setdefault(space, s.provenance)
+            for space, p in [*((k, s.provenance) for k, s in side.stats.items()), *side.provenance.items()]:
+                if p is not None and p.known:
+                    spaces.setdefault(space, p)
         if uses_net:
             for t in self.plan.tasks:
                 if t.space not in spaces:
                     name = t.extractor.name
                     spaces[t.space] = self.extractor(name).provenance(self.plan.preprocessing[name], t.tap)
+        notes.extend(_nonstandard_weights(spaces))
         primary = spaces.get("inception/pool3") or next(iter(spaces.values()), Provenance.unknown())
         return EvalResult(values=values, n_a=real.n, n_b=fake.n, a=real.description, b=fake.description,
                           mode=self.mode if uses_net or primary.mode else None, provenance=primary,
@@ -173,6 +177,22 @@ class Session:
                           options=dataclasses.asdict(self.options),
                           device=str(self.device) if uses_net and self.device is not None else None,
                           spaces=spaces)
+
+
+def _nonstandard_weights(spaces: dict[str, Provenance]) -> list[str]:
+    """A note for every feature space computed with weights other than the published file."""
+    notes = []
+    for space, p in spaces.items():
+        try:
+            spec = get_spec(space.split("/", 1)[0])
+        except BadInputError:
+            continue
+        published = getattr(spec.weights, "sha256", None)
+        if published and p.weights_sha256 and p.weights_sha256 != published:
+            notes.append(f"{space} was computed with non-standard {spec.name} weights (sha256 "
+                         f"{p.weights_sha256[:12]}…, the published file is {published[:12]}…): the values are not "
+                         "comparable with published numbers")
+    return notes
 
 
 def _sample_count_notes(real: Side, fake: Side) -> list[str]:

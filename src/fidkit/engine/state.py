@@ -32,6 +32,8 @@ class Side:
     stats: dict[str, FeatureStats]
     features: dict[str, np.ndarray]
     count: int | None = None  # when known without statistics or features (images seen but no tap needed)
+    #: provenance of every space this side serves, including spaces that are only kept (features)
+    provenance: dict[str, Provenance] = dataclasses.field(default_factory=dict)
 
     @property
     def n(self) -> int | None:

@@ -98,7 +98,7 @@ def resolve(spec: WeightSpec, path: str | os.PathLike | None = None, *, download
     for name in (spec.filename, *spec.alternatives):
         candidate = cache.weights_dir() / name
         if candidate.is_file():
-            return candidate, check_hash(candidate, spec.sha256[:8])
+            return candidate, check_hash(candidate, spec.sha256)  # the full published hash
     if download is None:
         download = os.environ.get("FIDKIT_OFFLINE", "") not in ("1", "true", "yes")
     if not download:

@@ -39,7 +39,8 @@ class EvalResult:
             "weights_sha256": p.weights_sha256, "device": self.device, "seconds": round(self.seconds, 3),
             "warnings": list(self.warnings), "fidkit_version": __version__,
             "feature_spaces": {space: {"extractor": q.extractor, "weights_sha256": q.weights_sha256,
-                                       "layer": q.layer, "preprocessing": q.mode}
+                                       "layer": q.layer, "preprocessing": q.mode,
+                                       "published_weights": _published(space, q.weights_sha256)}
                                for space, q in self.spaces.items()},
         }
 
@@ -53,3 +54,14 @@ class FIDResult(EvalResult):
 
     def __float__(self) -> float:
         return self.fid
+
+
+def _published(space: str, sha256: str | None) -> bool | None:
+    """Whether ``sha256`` is the published weight file of the space's extractor (None: cannot tell)."""
+    from fidkit.errors import BadInputError
+    from fidkit.extractors import get_spec
+    try:
+        published = getattr(get_spec(space.split("/", 1)[0]).weights, "sha256", None)
+    except BadInputError:
+        return None
+    return None if not (published and sha256) else sha256 == published
