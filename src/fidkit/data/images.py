@@ -49,7 +49,11 @@ def decode_image(data: bytes, name: str) -> tuple[np.ndarray, frozenset[str]]:
         with Image.open(io.BytesIO(data)) as im:
             im.load()
             return to_rgb_uint8(im, name)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except Image.DecompressionBombError as e:
+        raise BadInputError(f"{name}: refused, it declares more than {Image.MAX_IMAGE_PIXELS * 2:,} pixels "
+                            f"(PIL's decompression-bomb limit; raise PIL.Image.MAX_IMAGE_PIXELS if it is genuine): "
+                            f"{e}") from e
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as e:
         raise BadInputError(f"{name}: cannot read image ({e})") from e
 
 

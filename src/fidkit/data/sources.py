@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import stat
 import tarfile
 import threading
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -121,6 +123,7 @@ def _open_path(path: Path, text: str, value_range, limit) -> Source:
         raise BadInputError(f"{text}: no such file or folder")
     if path.is_dir():
         return _folder(path, limit)
+    _require_regular_file(path)
     name = path.name.lower()
     if name.endswith(".zip"):
         return _zip(path, limit)
@@ -150,9 +153,44 @@ def _is_image(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES
 
 
+def _require_regular_file(path: Path) -> None:
+    """A FIFO, socket or device would be read forever (or block): refuse it by name."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as e:
+        raise BadInputError(f"{path}: cannot read ({e.strerror or e})") from None
+    if not stat.S_ISREG(mode):
+        raise BadInputError(f"{path}: not a regular file (a FIFO, socket or device): refused")
+
+
 def _folder(root: Path, limit) -> ImageSource:
-    files = sorted((p for p in root.rglob("*") if p.is_file() and _is_image(p.name)),
-                   key=lambda p: p.relative_to(root).as_posix())
+    """Every image file below ``root``, following symbolic links, in sorted order.
+
+    Nothing that looks like an image is left out silently: an unreadable sub-folder, a broken link, a FIFO or
+    device with an image name, and a folder reached twice through links (its images would count twice) are
+    errors that name the path.
+    """
+    def unreadable(e: OSError):
+        raise BadInputError(f"{e.filename}: cannot list this folder ({e.strerror}); its images would be left out")
+
+    files: list[Path] = []
+    seen: dict[str, str] = {}
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            raise BadInputError(f"{dirpath}: the same folder as {seen[real]} (through a symbolic link); its images "
+                                "would be counted twice")
+        seen[real] = dirpath
+        dirnames.sort()
+        for name in filenames:
+            if not _is_image(name):
+                continue
+            p = Path(dirpath) / name
+            if not p.exists():
+                raise BadInputError(f"{p}: broken symbolic link")
+            _require_regular_file(p)
+            files.append(p)
+    files.sort(key=lambda p: p.relative_to(root).as_posix())
     _check_nonempty(files, str(root))
     files = _limited(files, limit)
 
@@ -193,7 +231,8 @@ def _zip(path: Path, limit) -> ImageSource:
         where = f"{path}:{member}"
         try:
             data = local.zip.read(member)
-        except (zipfile.BadZipFile, OSError, KeyError) as e:
+        except (zipfile.BadZipFile, OSError, KeyError, RuntimeError, NotImplementedError, EOFError) as e:
+            # RuntimeError: encrypted member; NotImplementedError: unsupported compression
             raise BadInputError(f"{where}: cannot read ({e})") from e
         return _with_suffix_tag(decode_image(data, where), member)
 
@@ -208,9 +247,15 @@ def _tar(path: Path, limit) -> ImageSource:
     # and only decoding runs in the workers.
     try:
         with tarfile.open(path) as t:
-            names = sorted(m.name for m in t.getmembers() if m.isfile() and _is_image(m.name))
-    except (tarfile.TarError, OSError) as e:
+            members = [m for m in t.getmembers() if _is_image(m.name) and not m.isdir()]
+    except (tarfile.TarError, OSError, EOFError) as e:
         raise BadInputError(f"{path}: not a readable tar archive ({e})") from e
+    for m in members:  # hard links are read (they are the same image again, as a copy would be); nothing is skipped
+        if not (m.isfile() or m.islnk()):
+            kind = "a symbolic link" if m.issym() else "not a regular file"
+            raise BadInputError(f"{path}:{m.name}: {kind}; fidkit does not follow it (extract the archive, or "
+                                "store the image itself)")
+    names = sorted(m.name for m in members)
     _check_nonempty(names, str(path))
     names = _limited(names, limit)
     wanted = set(names)
@@ -222,11 +267,14 @@ def _tar(path: Path, limit) -> ImageSource:
         order = iter(names)
         next_name = next(order, None)
         with tarfile.open(path) as t:
-            for m in t:
+            for m in _tar_members(t, path):
                 if m.name not in wanted:
                     continue
-                f = t.extractfile(m)
-                pending[m.name] = f.read() if f is not None else b""
+                try:
+                    f = t.extractfile(m)
+                    pending[m.name] = f.read() if f is not None else b""
+                except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
+                    raise BadInputError(f"{path}:{m.name}: cannot read ({e}); is the archive truncated?") from e
                 while next_name is not None and next_name in pending:
                     data = pending.pop(next_name)
                     where = f"{path}:{next_name}"
@@ -234,6 +282,18 @@ def _tar(path: Path, limit) -> ImageSource:
                                   _with_suffix_tag(decode_image(data, where), n))
                     next_name = next(order, None)
     return ImageSource(str(path), len(names), items)
+
+
+def _tar_members(t: tarfile.TarFile, path: Path):
+    """The members of an open archive, with a truncated or corrupt stream named instead of a traceback."""
+    while True:
+        try:
+            m = t.next()
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
+            raise BadInputError(f"{path}: cannot read the archive ({e}); is it truncated?") from e
+        if m is None:
+            return
+        yield m
 
 
 def _npz(path: Path, value_range, limit) -> Source:

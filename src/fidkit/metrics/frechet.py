@@ -33,7 +33,11 @@ def frechet_distance(a: FeatureStats, b: FeatureStats, *, force: bool = False) -
     unless ``force``.  Use :func:`frechet_distance_from_moments` for raw arrays.
     """
     a.provenance.check_comparable(b.provenance, force=force)
-    return frechet_distance_from_moments(a.mean, a.cov, b.mean, b.cov, n_a=a.n, n_b=b.n)
+    try:
+        return frechet_distance_from_moments(a.mean, a.cov, b.mean, b.cov, n_a=a.n, n_b=b.n)
+    except BadInputError as e:
+        names = " and ".join(dict.fromkeys(p.source or "statistics" for p in (a.provenance, b.provenance)))
+        raise BadInputError(f"{names}: {e}") from None
 
 
 def frechet_distance_from_moments(mu_a, cov_a, mu_b, cov_b, *,
@@ -52,9 +56,13 @@ def frechet_distance_from_moments(mu_a, cov_a, mu_b, cov_b, *,
         if not (np.isfinite(m).all() and np.isfinite(c).all()):
             raise BadInputError(f"mean or covariance {name} contains NaN or Inf")
     diff = mu_a - mu_b
-    value = float(diff @ diff + np.trace(cov_a) + np.trace(cov_b)
-                  - 2.0 * trace_sqrt_product(cov_a, cov_b, n_a=n_a, n_b=n_b))
-    # Identical inputs give 0 up to rounding; a tiny negative is rounding, not a distance.
+    scale = float(diff @ diff + np.trace(cov_a) + np.trace(cov_b))
+    value = scale - 2.0 * trace_sqrt_product(cov_a, cov_b, n_a=n_a, n_b=n_b)
+    # Identical inputs give 0 up to rounding; a tiny negative is rounding, not a distance.  A clearly negative
+    # value can only come from covariances that are not positive semi-definite: an error, never a clamp.
+    if value < -1e-9 * max(scale, 1.0):
+        raise BadInputError(f"the Fréchet distance came out negative ({value:.6g}): a covariance is not positive "
+                            "semi-definite")
     return max(value, 0.0)
 
 
@@ -77,6 +85,9 @@ def trace_sqrt_product(cov_a, cov_b, *, n_a: int | None = None, n_b: int | None 
     if factor.shape[1] == 0:  # cov_a is zero (all samples identical): the product is zero
         return 0.0
     eig = torch.linalg.eigvalsh(factor.T @ (sb @ factor))
+    if eig.numel() and eig.min() < -1e-6 * eig.abs().max():
+        raise BadInputError(f"a covariance is not positive semi-definite (eigenvalue {float(eig.min()):.3g} of the "
+                            "product)")
     tol = eig.abs().max() * eig.shape[0] * _EPS
     eig = torch.where(eig > tol, eig, torch.zeros_like(eig))
     return float(eig.sqrt().sum())
@@ -98,5 +109,8 @@ def _psd_factor(s: torch.Tensor) -> torch.Tensor:
     """``F`` with ``F F^T = s`` over the numerically non-zero eigenvalues (d x r)."""
     w, v = torch.linalg.eigh(s)
     tol = w.abs().max() * s.shape[0] * _EPS
+    if w.numel() and w.min() < -1e-6 * w.abs().max():
+        raise BadInputError(f"a covariance is not positive semi-definite (eigenvalue {float(w.min()):.3g}, "
+                            f"largest {float(w.abs().max()):.3g})")
     keep = w > tol
     return v[:, keep] * w[keep].sqrt()

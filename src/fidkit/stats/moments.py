@@ -62,6 +62,7 @@ class FeatureStats:
             raise BadInputError(f"covariance of shape {cov.shape} does not match mean of length {mean.size}")
         if not (np.isfinite(mean).all() and np.isfinite(cov).all()):
             raise BadInputError("mean or covariance contains NaN or Inf")
+        _check_covariance(cov)
         if provenance is None:
             provenance = Provenance.unknown()
         if n is None:
@@ -177,6 +178,24 @@ class FeatureStats:
 
     def __repr__(self) -> str:
         return f"FeatureStats(n={self.n}, dim={self.dim}, provenance={self.provenance})"
+
+
+def _check_covariance(cov: np.ndarray) -> None:
+    """Refuse what no set of samples can produce: an asymmetric matrix, a negative variance, or a correlation
+    beyond [-1, 1] (necessary conditions of positive semi-definiteness, O(d^2); the Fréchet distance checks
+    the eigenvalues it computes anyway)."""
+    scale = float(np.abs(cov).max()) if cov.size else 0.0
+    tol = 1e-6 * scale
+    asym = float(np.abs(cov - cov.T).max()) if cov.size else 0.0
+    if asym > tol:
+        raise BadInputError(f"the covariance is not symmetric (|S - S^T| up to {asym:.3g}, entries up to {scale:.3g})")
+    diag = np.diagonal(cov)
+    if diag.size and diag.min() < -tol:
+        raise BadInputError(f"the covariance has a negative variance ({diag.min():.3g})")
+    bound = np.sqrt(np.outer(np.clip(diag, 0, None), np.clip(diag, 0, None)))
+    excess = float((np.abs(cov) - bound).max()) if cov.size else 0.0
+    if excess > tol:
+        raise BadInputError("the covariance is not positive semi-definite (a correlation exceeds 1 in magnitude)")
 
 
 def _as_2d_float64(a, name: str) -> np.ndarray:

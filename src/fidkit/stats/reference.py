@@ -98,7 +98,11 @@ class Reference:
             if mu not in files or sigma not in files:
                 continue
             provenance = Provenance.from_json(str(z[prov])) if prov in files else Provenance.unknown(source)
-            s = FeatureStats.from_moments(z[mu], z[sigma], int(z[n]) if n in files else None, provenance)
+            try:
+                count = int(z[n]) if n in files else None
+                s = FeatureStats.from_moments(z[mu], z[sigma], count, provenance)
+            except (BadInputError, TypeError, ValueError) as e:
+                raise BadInputError(f"{source}: invalid statistics '{mu}'/'{sigma}': {e}") from None
             s.provenance = provenance.with_source(provenance.source or source)
             stats[space] = s
         features = {f[: -len("/features")]: z[f] for f in files if f.endswith("/features")}
