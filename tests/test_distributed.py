@@ -187,3 +187,32 @@ def test_torchrun_eval_and_stats_equal_one_process(tmp_path, weights, capsys):
     out = _torchrun(["fid", str(real), str(bad), *common], tmp_path)
     # Every process stops with rank 0's message (no hang); torchrun itself exits 1 when a worker fails.
     assert out.returncode != 0 and out.stderr.count("fidkit: error:") == 1 and "0003.png" in out.stderr
+
+
+def _listing_worker(rank, world, init_file, out_dir, weights):
+    import fidkit
+    from conftest import smooth_images, write_folder
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        # The "same" folder, but rank 1 sees one image more (a folder being written to, or another machine).
+        from pathlib import Path
+        folder = write_folder(Path(out_dir) / f"seen-by-{rank}", smooth_images(4 + rank, 24, seed=rank))
+        try:
+            fidkit.compute_reference(folder, spatial=False, weights=weights, device="cpu", batch_size=2,
+                                     distributed=True)
+            message = "no error"
+        except fidkit.BadInputError as e:
+            message = str(e)
+        with open(os.path.join(out_dir, f"listing{rank}.txt"), "w") as f:
+            f.write(message)
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not built")
+def test_processes_that_list_different_files_are_refused(tmp_path, weights):
+    mp.spawn(_listing_worker, args=(2, str(tmp_path / "init"), str(tmp_path), weights), nprocs=2, join=True)
+    messages = [(tmp_path / f"listing{r}.txt").read_text() for r in range(2)]
+    assert messages[0] == messages[1]  # every process raises the same error, none hangs
+    assert "saw different lists of images" in messages[0]
+    assert "rank 0: 4 images" in messages[0] and "rank 1: 5 images" in messages[0]

@@ -101,19 +101,30 @@ def sum_int64(values, group=None) -> list[int]:
     return [int(v) for v in t.cpu()]
 
 
+def all_strings(text: str, group=None) -> list[str]:
+    """Every process's short string (up to 4000 bytes), in rank order, on every process."""
+    if not is_distributed(group):
+        return [text]
+    return [p[1:].rstrip(b"\0").decode(errors="replace") for p in _all_gather_bytes(text.encode(), group)]
+
+
+def _all_gather_bytes(data: bytes, group, flag: int = 1) -> list[bytes]:
+    data = data[:4000]
+    dev = _device_for(group)
+    buf = torch.zeros(4096, dtype=torch.uint8, device=dev)
+    buf[0] = flag
+    if data:
+        buf[1:1 + len(data)] = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+    parts = [torch.empty_like(buf) for _ in range(dist.get_world_size(group))]
+    dist.all_gather(parts, buf, group=group)
+    return [bytes(p.cpu().numpy().tobytes()) for p in parts]
+
+
 def broadcast_error(message: str | None, group=None) -> str | None:
     """The first non-empty message of any process, on every process (so that all raise together, none hangs)."""
     if not is_distributed(group):
         return message
-    data = (message or "").encode()[:4000]
-    dev = _device_for(group)
-    buf = torch.zeros(4096, dtype=torch.uint8, device=dev)
-    buf[0] = 1 if message else 0
-    buf[1:1 + len(data)] = torch.frombuffer(bytearray(data), dtype=torch.uint8) if data else buf[1:1]
-    parts = [torch.empty_like(buf) for _ in range(dist.get_world_size(group))]
-    dist.all_gather(parts, buf, group=group)
-    for p in parts:
-        if int(p[0]):
-            raw = bytes(p[1:].cpu().numpy().tobytes()).rstrip(b"\0")
-            return raw.decode(errors="replace")
+    for p in _all_gather_bytes((message or "").encode(), group, flag=1 if message else 0):
+        if p[0]:
+            return p[1:].rstrip(b"\0").decode(errors="replace")
     return None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import hashlib
 import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -80,16 +81,38 @@ class Branch:
         return self.extractor.spec.name
 
 
+class Listing:
+    """A fingerprint of the item names a pass saw, in order: processes that shard one source must agree on it."""
+
+    def __init__(self):
+        self._hash = hashlib.sha256()
+        self.count = 0
+
+    def see(self, name: str) -> None:
+        self._hash.update(name.encode("utf-8", "surrogateescape") + b"\0")
+        self.count += 1
+
+    @property
+    def fingerprint(self) -> str:
+        return f"{self.count}:{self._hash.hexdigest()[:16]}"
+
+
 def _prepared_batches(source: ImageSource, preps: list[Preprocessing], batch_size: int, workers: int,
-                      diagnostics: Diagnostics, shard: tuple[int, int] = (0, 1)
+                      diagnostics: Diagnostics, shard: tuple[int, int] = (0, 1), listing: Listing | None = None
                       ) -> Iterator[tuple[list[torch.Tensor], list[int]]]:
     def load(item):
         index, (name, loader) = item
         img, tags = loader()
         return index, name, [p.prepare(img) for p in preps], tags
 
+    def listed():
+        for i, (name, loader) in enumerate(source.items()):
+            if listing is not None:
+                listing.see(name)
+            yield i, (name, loader)
+
     rank, world = shard
-    items = ((i, it) for i, it in enumerate(source.items()) if i % world == rank)
+    items = ((i, it) for i, it in listed() if i % world == rank)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fidkit-decode") as pool:
         inflight: collections.deque = collections.deque()
 
@@ -165,13 +188,14 @@ def extract(source: ImageSource, branches: list[Branch], *, stream=(), keep=(),
     diagnostics = Diagnostics(source.description)
     count = source.count if shard[1] == 1 or source.count is None else len(range(shard[0], source.count, shard[1]))
     failure = None
+    listing = Listing()
     with tqdm(total=count, unit="img", desc=_short(source.description), disable=not progress or shard[0] != 0,
               leave=False, dynamic_ncols=True) as bar:
         try:
             preps = [b.preprocessing for b in branches]
             batches_iter = (_tensor_batches(source, branches, batch_size, diagnostics, shard)
                             if source.batches is not None else
-                            _prepared_batches(source, preps, batch_size, workers, diagnostics, shard))
+                            _prepared_batches(source, preps, batch_size, workers, diagnostics, shard, listing))
             for batches, indices in batches_iter:
                 state.add(run_branches(branches, batches, state), len(indices), indices)
                 bar.update(len(indices))
@@ -180,6 +204,16 @@ def extract(source: ImageSource, branches: list[Branch], *, stream=(), keep=(),
                 raise
             failure = str(e)
     if distributed:  # one process's bad file stops every process with its message, instead of a hang
+        if failure is None and source.batches is None:
+            # Each process lists the source itself; a folder that changes meanwhile, or differs between
+            # machines, would silently mix two lists.  All processes must have seen the same names.
+            lists = D.all_strings(listing.fingerprint, group)
+            if len(set(lists)) > 1:
+                failure = (f"{source.description}: the processes saw different lists of images ("
+                           + ", ".join(f"rank {r}: {fp.split(':')[0]} images, fingerprint {fp.split(':')[1]}"
+                                       for r, fp in enumerate(lists))
+                           + "); every process must see the same files (is the folder being written to, or not "
+                             "the same on every machine?)")
         failure = D.broadcast_error(failure, group)
         if failure:
             raise BadInputError(failure)
