@@ -1,7 +1,7 @@
 """``fidkit`` command line: parses arguments, calls the API, prints.
 
 Exit status: 0 success, 2 bad input or usage, 3 incomparable statistics,
-4 weights unavailable.
+4 weights unavailable, 5 result printed but not written.
 """
 
 from __future__ import annotations
@@ -12,14 +12,16 @@ import json
 import os
 import sys
 import warnings
+from pathlib import Path
 
 from fidkit import __version__
 from fidkit.api import DEFAULT_METRICS, MetricOptions, compute_reference, evaluate, fid
 from fidkit.cache import named_stats_path
-from fidkit.errors import BadInputError, FidkitError, FidkitWarning, IncomparableStatsError, WeightsUnavailableError
+from fidkit.errors import (BadInputError, FidkitError, FidkitWarning, IncomparableStatsError, OutputError,
+                           WeightsUnavailableError)
 from fidkit.extractors import specs
 
-EXIT_CODES = {BadInputError: 2, IncomparableStatsError: 3, WeightsUnavailableError: 4}
+EXIT_CODES = {BadInputError: 2, IncomparableStatsError: 3, WeightsUnavailableError: 4, OutputError: 5}
 
 
 def _value_range(text: str) -> tuple[float, float]:
@@ -176,27 +178,68 @@ def _start_distributed(args) -> bool:
     return started
 
 
+def _check_target(path, what: str) -> None:
+    """Refuse an output that cannot be written before minutes of computation, not after."""
+    if not path:
+        return
+    p = Path(path).expanduser()
+    if p.is_dir():
+        raise BadInputError(f"{what} {p}: is a folder")
+    ancestor = p.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
+        raise BadInputError(f"{what} {p}: cannot write in {ancestor}")
+    if p.exists() and not os.access(p, os.W_OK) and what == "--log":
+        raise BadInputError(f"{what} {p}: the file is not writable")
+
+
 def _append_log(path: str | None, record: dict) -> None:
+    """Append one JSON line in one write; a failed or short write is undone, so no line is ever torn."""
     if not path:
         return
     line = dict(record, time=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 argv=sys.argv[1:])
-    # One write of one line in append mode: concurrent runs never interleave
-    # within a line, and earlier lines are never rewritten.
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(line) + "\n")
+    data = (json.dumps(line) + "\n").encode("utf-8")
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
+    except OSError as e:
+        raise OutputError(f"--log {path}: cannot open ({e.strerror or e}); the result above was not logged") from None
+    try:
+        before = os.fstat(fd).st_size
+        try:
+            written = os.write(fd, data)
+            if written != len(data):
+                raise OSError(f"only {written} of {len(data)} bytes written")
+        except OSError as e:
+            _remove_partial_line(fd, before, data)
+            raise OutputError(f"--log {path}: cannot append ({getattr(e, 'strerror', None) or e}); the result "
+                              "above was not logged, and the log holds no partial line") from None
+    finally:
+        os.close(fd)
+
+
+def _remove_partial_line(fd: int, before: int, data: bytes) -> None:
+    """If what follows ``before`` is a prefix of our line (nobody appended after it), cut it off."""
+    try:
+        now = os.fstat(fd).st_size
+        if before < now <= before + len(data) and data.startswith(os.pread(fd, now - before, before)):
+            os.ftruncate(fd, before)
+    except OSError:
+        pass
 
 
 def _run_fid(args) -> int:
+    _check_target(args.log, "--log")
     result = fid(args.a, args.b, force=args.force, **_options(args))
     record = result.to_dict()
-    _append_log(args.log, record)
     if args.json:
         print(json.dumps(record))
     else:
         print(f"FID: {result.fid:.6f}")
         _print_settings(result, record)
     _print_warnings(result.warnings, args.quiet)
+    _append_log(args.log, record)  # after printing: a failed write never loses the result
     return 0
 
 
@@ -222,13 +265,13 @@ def _is_detail(key: str, values: dict) -> bool:
 
 
 def _run_eval(args) -> int:
+    _check_target(args.log, "--log")
     result = evaluate(args.a, args.b, metrics=args.metrics, features=args.features, force=args.force,
                       kid_subsets=args.kid_subsets,
                       kid_subset_size=args.kid_subset_size, is_splits=args.is_splits, pr_k=args.pr_k,
                       dc_k=args.dc_k, bootstrap=args.bootstrap, confidence=args.confidence, seed=args.seed,
                       **_options(args))
     record = result.to_dict()
-    _append_log(args.log, record)
     if args.json:
         print(json.dumps(record))
     else:
@@ -254,6 +297,7 @@ def _run_eval(args) -> int:
             print(f"{label:>32}: {text}")
         _print_settings(result, record)
     _print_warnings(result.warnings, args.quiet)
+    _append_log(args.log, record)
     return 0
 
 
@@ -261,11 +305,18 @@ def _run_stats(args) -> int:
     if not args.output and not args.name:
         raise BadInputError("give -o FILE.npz and/or --name NAME for the statistics")
     targets = [p for p in (args.output, named_stats_path(args.name) if args.name else None) if p]
+    for target in targets:
+        _check_target(target, "-o" if target == args.output else "--name")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", FidkitWarning)
         ref = compute_reference(args.source, features=args.features, extractors=args.extractors, **_options(args))
-    for t in targets if not args.silent else ():
-        ref.save(t)
+    failed = []
+    for target in targets if not args.silent else ():
+        try:
+            ref.save(target)
+        except OSError as e:
+            failed.append(f"{target}: {e.strerror or e}")
+    targets = [t for t in targets if not any(f.startswith(f"{t}:") for f in failed)]
     stats = ref.stats.get("inception/pool3") or next(iter(ref.stats.values()))
     if args.json:
         print(json.dumps({"n": stats.n, "dim": stats.dim, "written": [str(t) for t in targets],
@@ -279,6 +330,8 @@ def _run_stats(args) -> int:
         for t in targets:
             print(f"  written to {t}")
     _print_warnings([str(w.message) for w in caught if issubclass(w.category, FidkitWarning)], args.quiet)
+    if failed:
+        raise OutputError("could not write " + "; ".join(failed) + " (nothing was left half-written)")
     return 0
 
 

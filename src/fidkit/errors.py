@@ -17,5 +17,9 @@ class WeightsUnavailableError(FidkitError):
     """Network weights are missing, corrupt, or could not be downloaded."""
 
 
+class OutputError(FidkitError):
+    """The result was computed (and printed) but could not be written where asked."""
+
+
 class FidkitWarning(UserWarning):
     """A number was computed but something about it deserves attention."""

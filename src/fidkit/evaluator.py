@@ -198,11 +198,21 @@ class Evaluator:
         if (state.get("real") is None) != (self._real is None):
             raise BadInputError("the saved state was made " + ("with" if state.get("real") is None else "without") +
                                 " a reference file; build the evaluator the same way to resume it")
-        self._fake.load_state_dict(state["fake"], "generated side")
-        if self._real is not None:
-            self._real.load_state_dict(state["real"], "real side")
-        for key, d in self._diagnostics.items():
-            d.load_state(state.get("diagnostics", {}).get(str(key), {}))
+        # Load into new objects and swap only when everything loaded: a refused state leaves this evaluator as it was.
+        fake = self._fake.empty_like()
+        real = None if self._real is None else self._real.empty_like()
+        try:
+            fake.load_state_dict(state["fake"], "generated side")
+            if real is not None:
+                real.load_state_dict(state["real"], "real side")
+            diagnostics = {key: Diagnostics(d.description) for key, d in self._diagnostics.items()}
+            for key, d in diagnostics.items():
+                d.load_state(state.get("diagnostics", {}).get(str(key), {}))
+        except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as e:
+            if isinstance(e, BadInputError):
+                raise
+            raise BadInputError(f"the saved evaluator state is malformed ({type(e).__name__}: {e})") from None
+        self._fake, self._real, self._diagnostics = fake, real, diagnostics
 
     def __repr__(self) -> str:
         ref = self._reference.description if self._reference is not None else f"{self._real.n} real images"

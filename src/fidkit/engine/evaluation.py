@@ -37,9 +37,17 @@ def emit(messages: list[str]) -> None:
 
 def options_with(options: MetricOptions | None, overrides: dict) -> MetricOptions:
     try:
-        return dataclasses.replace(options or MetricOptions(), **overrides)
+        o = dataclasses.replace(options or MetricOptions(), **overrides)
     except TypeError as e:
         raise BadInputError(f"unknown option: {e}") from None
+    for name in ("kid_subsets", "kid_subset_size", "is_splits", "pr_k", "dc_k", "bootstrap", "seed"):
+        v = getattr(o, name)
+        low = 0 if name in ("bootstrap", "seed") else 1
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise BadInputError(f"{name} must be an integer of at least {low}, got {v!r}")
+    if not 0 < o.confidence < 1:
+        raise BadInputError(f"confidence must lie strictly between 0 and 1, got {o.confidence!r}")
+    return o
 
 
 def _recorded_modes(sources: list[Source]) -> dict[str, str]:

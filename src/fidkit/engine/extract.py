@@ -187,7 +187,7 @@ def extract(source: ImageSource, branches: list[Branch], *, stream=(), keep=(),
     state = new_side_state(branches, stream, keep, source.description)
     diagnostics = Diagnostics(source.description)
     count = source.count if shard[1] == 1 or source.count is None else len(range(shard[0], source.count, shard[1]))
-    failure = None
+    failure, local_error = None, None
     listing = Listing()
     with tqdm(total=count, unit="img", desc=_short(source.description), disable=not progress or shard[0] != 0,
               leave=False, dynamic_ncols=True) as bar:
@@ -199,10 +199,11 @@ def extract(source: ImageSource, branches: list[Branch], *, stream=(), keep=(),
             for batches, indices in batches_iter:
                 state.add(run_branches(branches, batches, state), len(indices), indices)
                 bar.update(len(indices))
-        except FidkitError as e:
+        except Exception as e:  # noqa: BLE001  (in a process group every process must learn of it)
             if not distributed:
                 raise
-            failure = str(e)
+            local_error = e
+            failure = str(e) if isinstance(e, FidkitError) else f"process {shard[0]}: {type(e).__name__}: {e}"
     if distributed:  # one process's bad file stops every process with its message, instead of a hang
         if failure is None and source.batches is None:
             # Each process lists the source itself; a folder that changes meanwhile, or differs between
@@ -215,6 +216,8 @@ def extract(source: ImageSource, branches: list[Branch], *, stream=(), keep=(),
                            + "); every process must see the same files (is the folder being written to, or not "
                              "the same on every machine?)")
         failure = D.broadcast_error(failure, group)
+        if local_error is not None and not isinstance(local_error, FidkitError):
+            raise local_error  # this process's own traceback; the others raise the message below
         if failure:
             raise BadInputError(failure)
         diagnostics.combine(group)

@@ -121,6 +121,9 @@ class SideState:
             "indices": torch.from_numpy(self.indices()),
         }
 
+    def empty_like(self) -> "SideState":
+        return SideState(self.stream, self.keep, self._provenance, self._dims)
+
     def load_state_dict(self, state: dict, what: str) -> None:
         if list(state.get("stream", ())) != list(self.stream) or list(state.get("keep", ())) != list(self.keep):
             raise BadInputError(f"{what}: the checkpoint holds taps {state.get('stream')}/{state.get('keep')}, this "
@@ -128,8 +131,13 @@ class SideState:
         self.reset()
         for t, s in state["stats"].items():
             m2 = s["m2"].numpy().astype(np.float64)
-            self.stats[t] = FeatureStats(int(s["n"]), s["mean"].numpy().astype(np.float64), m2, self._provenance[t])
+            mean = s["mean"].numpy().astype(np.float64)
+            if not (np.isfinite(m2).all() and np.isfinite(mean).all()):
+                raise BadInputError(f"{what}: the checkpoint's {t} statistics contain NaN or Inf")
+            self.stats[t] = FeatureStats(int(s["n"]), mean, m2, self._provenance[t])
         for t, f in state["features"].items():
+            if not torch.isfinite(f).all():
+                raise BadInputError(f"{what}: the checkpoint's {t} features contain NaN or Inf")
             self.stores[t].append(f.numpy())
         self._indices = [state["indices"].numpy().astype(np.int64)]
         self.n = int(state["n"])

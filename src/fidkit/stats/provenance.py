@@ -12,7 +12,7 @@ import dataclasses
 import json
 from typing import Any
 
-from fidkit.errors import IncomparableStatsError
+from fidkit.errors import BadInputError, IncomparableStatsError
 
 #: The fields that decide comparability, with the words used in messages.
 _COMPARED = {
@@ -101,4 +101,14 @@ class Provenance:
 
     @classmethod
     def from_json(cls, text: str) -> "Provenance":
-        return cls.from_dict(json.loads(text))
+        """Provenance written by :meth:`to_json`; anything else is a :class:`BadInputError`."""
+        try:
+            d = json.loads(text)
+        except ValueError as e:
+            raise BadInputError(f"provenance is not valid JSON ({e})") from None
+        if not isinstance(d, dict):
+            raise BadInputError(f"provenance is a JSON {type(d).__name__}, not an object")
+        bad = {k: v for k, v in d.items() if k != "known" and v is not None and not isinstance(v, str)}
+        if bad or not isinstance(d.get("known", True), bool):
+            raise BadInputError(f"provenance has fields of the wrong type: {sorted(bad) or ['known']}")
+        return cls.from_dict(d)

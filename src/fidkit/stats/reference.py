@@ -97,7 +97,10 @@ class Reference:
             mu, sigma, n, prov = _keys(space)
             if mu not in files or sigma not in files:
                 continue
-            provenance = Provenance.from_json(str(z[prov])) if prov in files else Provenance.unknown(source)
+            try:
+                provenance = Provenance.from_json(str(z[prov])) if prov in files else Provenance.unknown(source)
+            except BadInputError as e:
+                raise BadInputError(f"{source}: '{prov}': {e}") from None
             try:
                 count = int(z[n]) if n in files else None
                 s = FeatureStats.from_moments(z[mu], z[sigma], count, provenance)
