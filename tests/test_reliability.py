@@ -61,3 +61,30 @@ def test_cached_files_are_checked_against_the_full_published_hash(isolated_cache
     monkeypatch.setattr(W, "sha256_of", lambda path: "6726825d" + "0" * 56)  # right prefix, wrong file
     with pytest.raises(WeightsUnavailableError, match="does not match the published hash"):
         Extractor.get("inception", device="cpu")
+
+
+def test_warnings_point_at_the_callers_line(folders, weights):
+    a, b = folders
+    import warnings
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fidkit.fid(a, b, weights=weights, device="cpu")  # N < 2048: warned
+    ours = [w for w in caught if issubclass(w.category, fidkit.FidkitWarning)]
+    assert ours and all(w.filename == __file__ for w in ours)
+
+
+def test_non_square_images_warn_once_and_center_crop_equals_cropped_files(tmp_path, weights):
+    from conftest import write_folder
+    from fidkit.errors import IncomparableStatsError
+    wide_a, wide_b = smooth_images(5, (24, 40), seed=1), smooth_images(6, (24, 40), seed=2)
+    a, b = write_folder(tmp_path / "a", wide_a), write_folder(tmp_path / "b", wide_b)
+    r = fidkit.fid(a, b, weights=weights, device="cpu")
+    assert sum("are not square" in w for w in r.warnings) == 2  # one per source, not one per image
+    cropped = fidkit.fid(a, b, weights=weights, device="cpu", crop="center")
+    sq_a = write_folder(tmp_path / "sa", wide_a[:, :, 8:32])  # (40 - 24) // 2 = 8
+    sq_b = write_folder(tmp_path / "sb", wide_b[:, :, 8:32])
+    assert cropped.fid == pytest.approx(fidkit.fid(sq_a, sq_b, weights=weights, device="cpu").fid, rel=1e-9)
+    assert cropped.mode == "tf+center-crop" and cropped.provenance.mode == "tf+center-crop"
+    stats = fidkit.compute_stats(a, weights=weights, device="cpu")
+    with pytest.raises(IncomparableStatsError, match="'tf' vs 'tf\\+center-crop'"):
+        fidkit.fid(stats, b, weights=weights, device="cpu", crop="center")

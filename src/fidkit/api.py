@@ -17,7 +17,7 @@ from typing import Iterable
 
 from fidkit.data.sources import ImageSource, open_source
 from fidkit.engine.evaluation import Session, emit, options_with
-from fidkit.engine.plan import ALL_METRICS, DEFAULT_METRICS, SideNeeds, parse_features, parse_preprocessing
+from fidkit.engine.plan import ALL_METRICS, DEFAULT_METRICS, SideNeeds, parse_features
 from fidkit.errors import BadInputError
 from fidkit.extractors import get_spec
 from fidkit.metrics.catalog import MetricOptions
@@ -35,7 +35,7 @@ def evaluate(a, b, *, metrics: str | Iterable[str] | None = None, features: str 
              mode: str | dict | None = None, weights: Weights = None, device=None, batch_size: int = 32,
              workers: int | None = None, limit: int | None = None, value_range=None, force: bool = False,
              progress: bool = False, distributed: bool = False, options: MetricOptions | None = None,
-             **option_overrides) -> EvalResult:
+             crop: str | None = None, **option_overrides) -> EvalResult:
     """Every requested metric of ``b`` (generated) against ``a`` (reference) from one feature pass per image.
 
     ``a`` and ``b`` take every source :func:`fid` takes.  ``metrics`` defaults to
@@ -44,7 +44,8 @@ def evaluate(a, b, *, metrics: str | Iterable[str] | None = None, features: str 
     kd/kid, pr, dc, fd_inf, noise_floor) run in each, ``fd_dinov2``-style names
     pick one space, ``cmmd`` runs CLIP ViT-L/14@336.  ``mode`` picks
     preprocessing: a variant name (``clean``) or ``EXT=VARIANT`` pairs
-    (``"dinov2=edm2"``).  ``weights`` is a path (Inception) or a dict per
+    (``"dinov2=edm2"``); ``crop="center"`` centre-crops every image to a square
+    first (recorded as ``VARIANT+center-crop``).  ``weights`` is a path (Inception) or a dict per
     extractor.  Metric options (``kid_subsets``, ``kid_subset_size``,
     ``is_splits``, ``pr_k``, ``dc_k``, ``bootstrap``, ``confidence``, ``seed``)
     may be given as keywords or as a :class:`MetricOptions`.  With
@@ -55,7 +56,7 @@ def evaluate(a, b, *, metrics: str | Iterable[str] | None = None, features: str 
     start = time.perf_counter()
     opts = options_with(options, option_overrides)
     sources = [open_source(s, value_range=value_range, limit=limit) for s in (a, b)]
-    session = Session(metrics, features, mode, weights, device, opts, sources)
+    session = Session(metrics, features, mode, weights, device, opts, sources, crop)
     session.check_comparable(sources[0], sources[1], force)
     notes: list[str] = []
     run = dict(batch_size=batch_size, workers=workers, progress=progress, distributed=distributed)
@@ -69,7 +70,7 @@ def evaluate(a, b, *, metrics: str | Iterable[str] | None = None, features: str 
 
 def fid(a, b, *, mode: str | None = None, weights: Weights = None, device=None, batch_size: int = 32,
         workers: int | None = None, limit: int | None = None, value_range=None, force: bool = False,
-        progress: bool = False, distributed: bool = False) -> FIDResult:
+        progress: bool = False, distributed: bool = False, crop: str | None = None) -> FIDResult:
     """Fréchet Inception Distance between two sources.
 
     ``a`` and ``b`` may each be a folder, archive, ``.npz``/``.npy`` (images,
@@ -81,7 +82,7 @@ def fid(a, b, *, mode: str | None = None, weights: Weights = None, device=None, 
     """
     r = evaluate(a, b, metrics=("fid",), mode=mode, weights=weights, device=device, batch_size=batch_size,
                  workers=workers, limit=limit, value_range=value_range, force=force, progress=progress,
-                 distributed=distributed)
+                 distributed=distributed, crop=crop)
     return FIDResult(**{f.name: getattr(r, f.name) for f in dataclasses.fields(r)})
 
 
@@ -89,7 +90,7 @@ def compute_reference(source, *, features: bool = False, spatial: bool = True,
                       extractors: str | Iterable[str] | None = None, mode: str | dict | None = None,
                       weights: Weights = None, device=None, batch_size: int = 32, workers: int | None = None,
                       limit: int | None = None, value_range=None, progress: bool = False,
-                      distributed: bool = False) -> Reference:
+                      distributed: bool = False, crop: str | None = None) -> Reference:
     """Everything later evaluations need from a reference set, from one pass (one decode per image).
 
     For each extractor (default Inception): the statistics of its embedding
@@ -112,8 +113,7 @@ def compute_reference(source, *, features: bool = False, spatial: bool = True,
                 needs.add("stream", spec.name, tap.name)
             elif tap.role == "embedding_l2" and features:
                 needs.add("keep", spec.name, tap.name)
-    session = Session(["fd"], specs, mode, weights, device, MetricOptions(), [src])
-    session.plan.preprocessing.update(parse_preprocessing(mode, specs) if mode is not None else {})
+    session = Session(["fd"], specs, mode, weights, device, MetricOptions(), [src], crop)
     notes: list[str] = []
     side = session.side(src, "SOURCE", needs, dict(batch_size=batch_size, workers=workers, progress=progress,
                                                    distributed=distributed), notes)
@@ -125,10 +125,10 @@ def compute_reference(source, *, features: bool = False, spatial: bool = True,
 
 def compute_stats(source, *, extractor: str = "inception", mode: str | None = None, weights: Weights = None,
                   device=None, batch_size: int = 32, workers: int | None = None, limit: int | None = None,
-                  value_range=None, progress: bool = False) -> FeatureStats:
+                  value_range=None, progress: bool = False, crop: str | None = None) -> FeatureStats:
     """Statistics of the embedding of ``extractor`` (default Inception pool3) over ``source``."""
     spec = get_spec(extractor)
     ref = compute_reference(source, spatial=False, extractors=[spec.name], mode=mode, weights=weights,
                             device=device, batch_size=batch_size, workers=workers, limit=limit,
-                            value_range=value_range, progress=progress)
+                            value_range=value_range, progress=progress, crop=crop)
     return ref.stats[spec.space(spec.defaults["embedding"])]

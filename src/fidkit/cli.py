@@ -54,6 +54,9 @@ def _common(p: argparse.ArgumentParser, comparison: bool = False) -> None:
     p.add_argument("--weights", metavar="PATH|EXT=PATH,...", type=_weights,
                    help="weight file of the Inception network, or EXT=PATH pairs for others (else the "
                         "network's environment variable, the cache, or a download)")
+    p.add_argument("--crop", choices=["center"], default=None,
+                   help="centre-crop every image to a square before the resize (non-square images are otherwise "
+                        "stretched by squashing resizes); recorded in the statistics")
     p.add_argument("--batch-size", type=_positive, default=32, help="images per network batch (default 32)")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--workers", type=_positive, default=None, help="decoding threads (default: min(4, cores))")
@@ -144,7 +147,7 @@ def _run_extractors(args) -> int:
 
 
 def _options(args) -> dict:
-    return dict(mode=args.mode, weights=args.weights, device=args.device, batch_size=args.batch_size,
+    return dict(mode=args.mode, crop=args.crop, weights=args.weights, device=args.device, batch_size=args.batch_size,
                 workers=args.workers, limit=args.limit, value_range=args.value_range,
                 progress=not args.quiet and sys.stderr.isatty(), distributed=args.distributed)
 

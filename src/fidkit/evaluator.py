@@ -62,7 +62,8 @@ class Evaluator:
                  features: str | Iterable[str] | None = None, mode: str | dict | None = None,
                  weights=None, device=None, value_range=None, batch_size: int = 64, force: bool = False,
                  distributed: bool | None = None, group=None, progress: bool = False,
-                 workers: int | None = None, options: MetricOptions | None = None, **option_overrides):
+                 workers: int | None = None, options: MetricOptions | None = None, crop: str | None = None,
+                 **option_overrides):
         if batch_size < 1:
             raise BadInputError(f"batch_size must be at least 1, got {batch_size}")
         if value_range is not None and tuple(float(v) for v in value_range) not in VALUE_RANGES:
@@ -72,7 +73,7 @@ class Evaluator:
         self._distributed, self._group = distributed, group
         source = None if reference is None else open_source(reference, value_range=value_range)
         self._session = Session(metrics, features, mode, weights, device, self.options,
-                                [] if source is None else [source])
+                                [] if source is None else [source], crop)
         plan = self._session.plan
         self.metrics = plan.metric_names
         self.mode = self._session.mode

@@ -37,6 +37,9 @@ TAG_TEXT = {
                       "(declare value_range=(0, 1) if so)",
     "range_looks_01_as_255": "were declared as [0, 255] but all values are at most 1: they look like [0, 1] data",
     "range_clipped": "had values outside the declared range, which were clipped",
+    "nonsquare": "are not square: a resize that squashes to a square (Inception's, DINOv2's) changes their aspect "
+                 "ratio, which changes the numbers; crop='center' (--crop center) centre-crops every image to a "
+                 "square first, and is recorded in the statistics",
     "range_uint8_01": "are uint8 but hold only the values 0 and 1: they look like [0, 1] floats cast to uint8 "
                       "without scaling (multiply by 255 and round before casting, or pass the floats with "
                       "value_range=(0, 1))",
@@ -69,6 +72,8 @@ def to_rgb_uint8(im: Image.Image, name: str) -> tuple[np.ndarray, frozenset[str]
             raise BadInputError(f"{name}: 32-bit integer image with values outside 0..65535 is not supported")
         gray8 = ((a * 255 + 32767) // 65535).astype(np.uint8)
         tags.update(("16bit", "gray"))
+        if gray8.shape[0] != gray8.shape[1]:
+            tags.add("nonsquare")
         return np.repeat(gray8[:, :, None], 3, axis=2), frozenset(tags)
     if mode == "F":
         raise BadInputError(f"{name}: floating-point images are not supported; convert to 8-bit first")
@@ -94,4 +99,6 @@ def to_rgb_uint8(im: Image.Image, name: str) -> tuple[np.ndarray, frozenset[str]
     arr = np.asarray(im, dtype=np.uint8)
     if arr.ndim != 3 or arr.shape[2] != 3:
         raise BadInputError(f"{name}: decoded to shape {arr.shape}, expected H x W x 3")
+    if arr.shape[0] != arr.shape[1]:
+        tags.add("nonsquare")
     return arr, frozenset(tags)

@@ -445,6 +445,8 @@ def to_uint8_nchw(batch, where: str, value_range, *, channels_last: bool | None 
     if nhwc:
         x = x.permute(0, 3, 1, 2)
     u8, tags = _to_uint8(x, where, value_range)
+    if u8.shape[2] != u8.shape[3]:
+        tags = tags | {"nonsquare"}
     if u8.shape[1] == 1:
         u8, tags = u8.expand(-1, 3, -1, -1), tags | {"gray"}
     elif u8.shape[1] == 4:

@@ -10,6 +10,8 @@ them with sample counts, provenance per feature space and warnings.
 from __future__ import annotations
 
 import dataclasses
+import os
+import sys
 import time
 import warnings
 from typing import Any
@@ -18,7 +20,7 @@ import numpy as np
 
 from fidkit.data.sources import FeaturesSource, ImageSource, Source, StatsSource
 from fidkit.engine.extract import Branch, extract
-from fidkit.engine.plan import Plan, SideNeeds, make_plan
+from fidkit.engine.plan import Plan, SideNeeds, make_plan, with_crop
 from fidkit.engine.state import Side
 from fidkit.errors import BadInputError, FidkitWarning
 from fidkit.extractors import Extractor, get_spec
@@ -30,9 +32,22 @@ from fidkit.stats.provenance import Provenance
 MIN_RELIABLE_N = 2048
 
 
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _first_frame_outside_fidkit() -> int:
+    """The ``stacklevel`` of the first caller outside this package, so that a warning points at the user's line
+    whether it came through ``fid``, ``evaluate``, ``Evaluator.compute`` or ``evaluate_generator``."""
+    frame, level = sys._getframe(2), 2  # 1 is emit() itself
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE_DIR + os.sep):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 def emit(messages: list[str]) -> None:
+    level = _first_frame_outside_fidkit()
     for m in messages:
-        warnings.warn(m, FidkitWarning, stacklevel=4)
+        warnings.warn(m, FidkitWarning, stacklevel=level)
 
 
 def options_with(options: MetricOptions | None, overrides: dict) -> MetricOptions:
@@ -64,12 +79,14 @@ def _recorded_modes(sources: list[Source]) -> dict[str, str]:
 class Session:
     """A resolved request: plan, networks, options."""
 
-    def __init__(self, metrics, features, mode, weights, device, options: MetricOptions, sources: list[Source]):
+    def __init__(self, metrics, features, mode, weights, device, options: MetricOptions, sources: list[Source],
+                 crop: str | None = None):
         self.options = options
         plan = make_plan(metrics, features, mode, bootstrap=options.bootstrap > 0)
         if mode is None:  # the preprocessing recorded in given statistics, else each extractor's default
             recorded = _recorded_modes(sources)
             plan.preprocessing.update({e: m for e, m in recorded.items() if e in plan.preprocessing})
+        plan.preprocessing = with_crop(plan.preprocessing, crop)
         self.plan: Plan = plan
         self._weights = weights if isinstance(weights, dict) else {"inception": weights}
         self._weights = {get_spec(k).name: v for k, v in self._weights.items() if v is not None}

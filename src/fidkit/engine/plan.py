@@ -12,6 +12,7 @@ from typing import Iterable
 
 from fidkit.errors import BadInputError
 from fidkit.extractors import ExtractorSpec, get_spec, specs
+from fidkit.extractors.base import CENTER_CROP
 from fidkit.metrics.catalog import ALIASES, METRICS, STREAM, MetricSpec
 
 DEFAULT_METRICS = ("fid", "kid", "is", "sfid", "prdc")
@@ -137,7 +138,7 @@ def parse_preprocessing(mode: str | dict | None, extractors: list[ExtractorSpec]
 
 
 def make_plan(metrics: str | Iterable[str] | None = None, features: str | Iterable[str] | None = None,
-              mode: str | dict | None = None, *, bootstrap: bool = False) -> Plan:
+              mode: str | dict | None = None, *, bootstrap: bool = False, crop: str | None = None) -> Plan:
     """Resolve the request.
 
     Generic metrics (``fd``/``fid``, ``kd``/``kid``, ``pr``, ``dc``, ``fd_inf``,
@@ -209,7 +210,16 @@ def make_plan(metrics: str | Iterable[str] | None = None, features: str | Iterab
         for how in how_fake:
             fake.add(how, t.extractor.name, t.tap)
     used = [get_spec(n) for n in sorted({t.extractor.name for t in tasks})]
-    return Plan(tasks, real, fake, parse_preprocessing(mode, used))
+    return Plan(tasks, real, fake, with_crop(parse_preprocessing(mode, used), crop))
+
+
+def with_crop(preprocessing: dict[str, str], crop: str | None) -> dict[str, str]:
+    """``crop="center"``: every extractor's variant after a centre crop to a square."""
+    if crop in (None, "none"):
+        return preprocessing
+    if crop != "center":
+        raise BadInputError(f"crop={crop!r}: use 'center' or None")
+    return {e: v if v.endswith(CENTER_CROP) else v + CENTER_CROP for e, v in preprocessing.items()}
 
 
 def _known_names() -> list[str]:

@@ -75,6 +75,34 @@ class Preprocessing:
         return torch.stack([self.prepare_image(img) for img in images]).to(batch.device)
 
 
+CENTER_CROP = "+center-crop"
+
+
+def _crop_image(img: np.ndarray) -> np.ndarray:
+    h, w = img.shape[:2]
+    s = min(h, w)
+    top, left = (h - s) // 2, (w - s) // 2
+    return img[top:top + s, left:left + s]
+
+
+def _crop_batch(x: torch.Tensor) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    s = min(h, w)
+    top, left = (h - s) // 2, (w - s) // 2
+    return x[..., top:top + s, left:left + s]
+
+
+def center_cropped(p: Preprocessing) -> Preprocessing:
+    """``p`` after a centre crop of every image to a square (the larger side cut, offsets floored)."""
+    if p.name.endswith(CENTER_CROP):
+        return p
+    return dataclasses.replace(
+        p, name=p.name + CENTER_CROP, summary=f"centre crop to a square, then {p.summary}",
+        prepare_batch=None if p.prepare_batch is None else (lambda x, f=p.prepare_batch: f(_crop_batch(x))),
+        prepare_image=None if p.prepare_image is None else (lambda img, f=p.prepare_image: f(_crop_image(img))),
+        crop="centre square (offsets floored), then " + p.crop)
+
+
 @dataclasses.dataclass(frozen=True)
 class ExtractorSpec:
     """A feature extractor, declared once.
@@ -113,12 +141,15 @@ class ExtractorSpec:
         return None if name is None else self.tap(name)
 
     def variant(self, name: str | None) -> Preprocessing:
+        """The preprocessing called ``name`` (default: this extractor's default); ``NAME+center-crop`` is that
+        variant after a centre crop of every image to a square (:func:`center_cropped`)."""
         name = self.default_preprocessing if name is None else name
+        base, crop = (name[: -len(CENTER_CROP)], True) if name.endswith(CENTER_CROP) else (name, False)
         for p in self.preprocessing:
-            if p.name == name:
-                return p
+            if p.name == base:
+                return center_cropped(p) if crop else p
         raise BadInputError(f"unknown preprocessing {name!r} for {self.name}; choose one of "
-                            f"{', '.join(p.name for p in self.preprocessing)}")
+                            f"{', '.join(p.name for p in self.preprocessing)} (each also as NAME{CENTER_CROP})")
 
     def space(self, tap: str) -> str:
         """The key of one feature space: ``extractor/tap``."""
