@@ -1,0 +1,34 @@
+"""The README's training-loop example runs as written (with smaller numbers), on whatever device is here."""
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+import fidkit
+
+from conftest import smooth_images
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _example() -> str:
+    text = README.read_text()
+    start = text.index("<!-- training-loop-example")
+    block = text[start:]
+    return block[block.index("```python") + len("```python"): block.index("```", block.index("```python") + 9)]
+
+
+def test_the_training_loop_example_runs(tmp_path, weights, monkeypatch):
+    code = _example()
+    small = re.sub(r"STEPS, EVERY, N_EVAL, N_FINAL = .*", "STEPS, EVERY, N_EVAL, N_FINAL = 3, 2, 12, 16", code)
+    assert small != code
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FIDKIT_INCEPTION_WEIGHTS", weights)
+    fidkit.compute_reference(smooth_images(16, 32, seed=4), features=True, device="cpu").save("cifar10.npz")
+    namespace: dict = {}
+    exec(compile(small, str(README), "exec"), namespace)
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 2  # steps 0 and 2
+    final = namespace["final"]
+    assert final.n_b == 16 and np.isfinite(final["fid"]) and {"kid", "precision", "coverage"} <= set(final.values)
