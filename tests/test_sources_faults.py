@@ -154,3 +154,25 @@ def test_a_subtly_indefinite_covariance_is_an_error_not_a_clamped_distance():
     from fidkit.metrics import frechet_distance
     with pytest.raises(BadInputError, match="not positive semi-definite"):
         frechet_distance(a, b, force=True)
+
+
+def test_archive_members_that_claim_gigabytes_are_refused(tmp_path, monkeypatch):
+    from fidkit.data import sources
+    path = tmp_path / "a.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("big.png", b"\0" * 200_000)  # compresses to a few hundred bytes
+    monkeypatch.setattr(sources, "MAX_MEMBER_BYTES", 100_000)
+    with pytest.raises(BadInputError, match="big.png: declares 200,000 bytes"):
+        open_source(path)
+
+
+def test_big_endian_arrays_and_empty_images(tmp_path):
+    imgs = smooth_images(3, 8, seed=1).astype(np.float32) / 255
+    np.save(tmp_path / "be.npy", imgs.astype(">f4"))
+    src = open_source(tmp_path / "be.npy", value_range=(0, 1))
+    got = np.stack([loader()[0] for _, loader in src.items()])
+    np.testing.assert_array_equal(got, np.round(imgs * 255).astype(np.uint8))
+    np.save(tmp_path / "empty.npy", np.zeros((2, 0, 8, 3), np.uint8))
+    with pytest.raises(BadInputError, match="have no pixels"):
+        for _, loader in open_source(tmp_path / "empty.npy").items():
+            loader()

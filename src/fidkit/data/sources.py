@@ -218,9 +218,12 @@ def _with_suffix_tag(loaded: Loaded, name: str) -> Loaded:
 def _zip(path: Path, limit) -> ImageSource:
     try:
         with zipfile.ZipFile(path) as z:
-            names = sorted(i.filename for i in z.infolist() if not i.is_dir() and _is_image(i.filename))
+            infos = [i for i in z.infolist() if not i.is_dir() and _is_image(i.filename)]
     except (zipfile.BadZipFile, OSError) as e:
         raise BadInputError(f"{path}: not a readable zip archive ({e})") from e
+    for i in infos:
+        _check_member_size(path, i.filename, i.file_size)
+    names = sorted(i.filename for i in infos)
     _check_nonempty(names, str(path))
     names = _limited(names, limit)
     local = threading.local()  # one handle per worker thread: ZipFile reads are not thread-safe
@@ -242,6 +245,17 @@ def _zip(path: Path, limit) -> ImageSource:
     return ImageSource(str(path), len(names), items)
 
 
+#: Largest uncompressed archive member read as an image (a 16k x 16k RGB bitmap is 768 MiB): a few-MB archive
+#: must not be able to claim gigabytes of memory (a zip bomb).
+MAX_MEMBER_BYTES = 1 << 30
+
+
+def _check_member_size(path: Path, member: str, size: int) -> None:
+    if size > MAX_MEMBER_BYTES:
+        raise BadInputError(f"{path}:{member}: declares {size:,} bytes uncompressed, more than fidkit reads for one "
+                            f"image ({MAX_MEMBER_BYTES:,}); extract it yourself if it is genuine")
+
+
 def _tar(path: Path, limit) -> ImageSource:
     # Compressed tars cannot seek, so members are read in order by the producer
     # and only decoding runs in the workers.
@@ -250,6 +264,8 @@ def _tar(path: Path, limit) -> ImageSource:
             members = [m for m in t.getmembers() if _is_image(m.name) and not m.isdir()]
     except (tarfile.TarError, OSError, EOFError) as e:
         raise BadInputError(f"{path}: not a readable tar archive ({e})") from e
+    for m in members:
+        _check_member_size(path, m.name, m.size)
     for m in members:  # hard links are read (they are the same image again, as a copy would be); nothing is skipped
         if not (m.isfile() or m.islnk()):
             kind = "a symbolic link" if m.issym() else "not a regular file"
@@ -426,6 +442,8 @@ def to_uint8_nchw(batch, where: str, value_range, *, channels_last: bool | None 
         x = batch.detach()
         nhwc = False if channels_last is None else channels_last
     elif isinstance(batch, np.ndarray):
+        if not batch.dtype.isnative:  # big-endian .npy files: torch reads native byte order only
+            batch = batch.astype(batch.dtype.newbyteorder("="))
         x = torch.from_numpy(np.require(batch, requirements="W"))  # read-only arrays (memory maps) are copied
         nhwc = True if channels_last is None else channels_last
     else:
@@ -434,6 +452,8 @@ def to_uint8_nchw(batch, where: str, value_range, *, channels_last: bool | None 
         x = x[None]
     if x.ndim != 4:
         raise BadInputError(f"{where}: images of shape {tuple(x.shape)}; expected a 4-D batch")
+    if 0 in tuple(x.shape[1:]):
+        raise BadInputError(f"{where}: images of shape {tuple(x.shape)} have no pixels")
     c_axis, other = (3, 1) if nhwc else (1, 3)
     if x.shape[c_axis] not in (1, 3, 4):
         hint = ""
