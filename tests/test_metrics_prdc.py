@@ -148,3 +148,20 @@ def test_malformed_inputs_are_refused_by_name():
         density_coverage(good, np.zeros((10, 4)))
     with pytest.raises(BadInputError, match="block_size"):
         precision_recall(good, good, block_size=0)
+
+
+@pytest.mark.parametrize("scale", [1e-30, 1e-12, 1e12, 1e30])
+def test_extreme_feature_scales_give_the_same_metrics(scale):
+    rng = np.random.default_rng(3)
+    real, fake = rng.standard_normal((60, 8)), rng.standard_normal((50, 8)) + 0.3
+    pr, dc = precision_recall(real, fake), density_coverage(real, fake)
+    pr_s = precision_recall(real * scale, fake * scale)
+    dc_s = density_coverage(real * scale, fake * scale)
+    assert (pr_s.precision, pr_s.recall) == (pr.precision, pr.recall)
+    assert (dc_s.density, dc_s.coverage) == (dc.density, dc.coverage)
+    assert 0 < pr.precision < 1 and 0 < dc.coverage < 1
+
+
+def test_all_zero_features_are_refused():
+    with pytest.raises(BadInputError, match="all features are zero"):
+        precision_recall(np.zeros((5, 3)), np.zeros((5, 3)))

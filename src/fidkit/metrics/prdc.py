@@ -146,7 +146,31 @@ def _pair(real, fake, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         raise BadInputError(f"real has dimension {real_t.shape[1]} but fake has {fake_t.shape[1]}")
     if real_t.device != fake_t.device:
         raise BadInputError(f"real is on {real_t.device} but fake on {fake_t.device}; put both on one device")
-    return real_t, fake_t
+    return _standardised(real_t, fake_t)
+
+
+def _standardised(real_t: torch.Tensor, fake_t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both sets divided by the power of two nearest to the real features' RMS magnitude.
+
+    Every comparison these metrics make (a distance against a k-NN radius) is unchanged by a common scaling,
+    and a power of two scales exactly (points on a radius stay on it), but features of extreme scale (1e-20,
+    1e20) no longer underflow or overflow in ``|x|^2 + |y|^2 - 2 x.y``.
+    """
+    sq = 0.0
+    for start in range(0, real_t.shape[0], 8192):  # float64 accumulation without a float64 copy of the set
+        sq += float(real_t[start:start + 8192].double().square().sum())
+    rms = (sq / real_t.numel()) ** 0.5 if real_t.numel() else 0.0
+    if not np.isfinite(rms):
+        raise BadInputError("real features are too large to compare (their magnitude overflows float64)")
+    if rms == 0.0:
+        if float(fake_t.abs().max()) == 0.0:
+            raise BadInputError("all features are zero: k-nearest-neighbour radii are 0 and precision, recall, "
+                                "density and coverage are undefined")
+        return real_t, fake_t
+    shift = -int(np.round(np.log2(rms)))
+    if shift == 0:
+        return real_t, fake_t
+    return torch.ldexp(real_t, torch.tensor(shift)), torch.ldexp(fake_t, torch.tensor(shift))
 
 
 def _as_tensor(a, name: str, dtype: torch.dtype) -> torch.Tensor:
