@@ -216,3 +216,32 @@ def test_processes_that_list_different_files_are_refused(tmp_path, weights):
     assert messages[0] == messages[1]  # every process raises the same error, none hangs
     assert "saw different lists of images" in messages[0]
     assert "rank 0: 4 images" in messages[0] and "rank 1: 5 images" in messages[0]
+
+
+def _crashing_worker(rank, world, init_file, out_dir, weights):
+    import fidkit
+    from conftest import smooth_images
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+
+    def batches():
+        yield smooth_images(4, 24, seed=rank)
+        if rank == 1:
+            raise RuntimeError("the data loader of rank 1 broke")
+    try:
+        try:
+            fidkit.compute_reference(batches(), spatial=False, weights=weights, device="cpu", distributed=True)
+            message = "no error"
+        except Exception as e:  # noqa: BLE001
+            message = f"{type(e).__name__}: {e}"
+        with open(os.path.join(out_dir, f"crash{rank}.txt"), "w") as f:
+            f.write(message)
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not built")
+def test_a_non_fidkit_error_in_one_process_reaches_every_process(tmp_path, weights):
+    mp.spawn(_crashing_worker, args=(2, str(tmp_path / "init"), str(tmp_path), weights), nprocs=2, join=True)
+    rank0, rank1 = ((tmp_path / f"crash{r}.txt").read_text() for r in range(2))
+    assert rank1 == "RuntimeError: the data loader of rank 1 broke"  # its own exception, traceback intact
+    assert rank0.startswith("FidkitError") and "process 1: RuntimeError: the data loader of rank 1 broke" in rank0

@@ -219,7 +219,8 @@ def extract(source: ImageSource, branches: list[Branch], *, stream=(), keep=(),
         if local_error is not None and not isinstance(local_error, FidkitError):
             raise local_error  # this process's own traceback; the others raise the message below
         if failure:
-            raise BadInputError(failure)
+            crashed = failure.startswith("process ") and ": " in failure  # another process's unexpected error
+            raise (FidkitError if crashed else BadInputError)(failure)
         diagnostics.combine(group)
     n, stats, features = state.combined(distributed, group)
     if n == 0:
