@@ -69,20 +69,20 @@ def import_openai_clip():
     """
     import sys
     import types
+    if "clip" in sys.modules:
+        return sys.modules["clip"]
     try:
         import pkg_resources  # noqa: F401
-        import clip
-        return clip
     except ImportError:
-        if "clip" in sys.modules:
-            raise
-    import packaging.version  # noqa: F401  (the attribute clip reads)
-    import packaging
-    shim = types.ModuleType("pkg_resources")
-    shim.packaging = packaging
-    sys.modules["pkg_resources"] = shim
-    try:
-        import clip
-        return clip
-    finally:
-        del sys.modules["pkg_resources"]
+        import packaging
+        import packaging.version  # noqa: F401  (the attribute clip reads)
+        shim = types.ModuleType("pkg_resources")
+        shim.packaging = packaging
+        sys.modules["pkg_resources"] = shim
+        try:
+            import clip
+            return clip
+        finally:
+            del sys.modules["pkg_resources"]
+    import clip
+    return clip
