@@ -176,3 +176,15 @@ def test_big_endian_arrays_and_empty_images(tmp_path):
     with pytest.raises(BadInputError, match="have no pixels"):
         for _, loader in open_source(tmp_path / "empty.npy").items():
             loader()
+
+
+def test_a_corrupt_compressed_npz_member_is_named(tmp_path):
+    path = tmp_path / "imgs.npz"
+    np.savez_compressed(path, arr_0=smooth_images(40, 16, seed=1))
+    raw = bytearray(path.read_bytes())
+    middle = len(raw) // 2
+    raw[middle:middle + 64] = os.urandom(64)  # damage the deflated stream, not the directory
+    path.write_bytes(bytes(raw))
+    with pytest.raises(BadInputError, match="imgs.npz"):
+        for _, loader in open_source(path).items():
+            loader()

@@ -349,15 +349,21 @@ class _NpzMember:
             done = 0
             while done < limit:
                 k = min(n_rows, limit - done)
-                buf = f.read(k * row_bytes)
+                try:
+                    buf = f.read(k * row_bytes)
+                except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as e:
+                    raise BadInputError(f"{self.path}: {self.member} is corrupt ({e})") from e
                 if len(buf) != k * row_bytes:
                     raise BadInputError(f"{self.path}: {self.member} is truncated")
                 yield np.frombuffer(buf, dtype=self.dtype).reshape((k,) + tuple(self.shape[1:]))
                 done += k
 
     def read_all(self) -> np.ndarray:
-        with np.load(self.path, allow_pickle=False) as z:
-            return z[self.member[:-4]]
+        try:
+            with np.load(self.path, allow_pickle=False) as z:
+                return z[self.member[:-4]]
+        except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError) as e:
+            raise BadInputError(f"{self.path}: {self.member} is corrupt ({e})") from e
 
 
 def _npy_header(f, where: str):

@@ -129,6 +129,8 @@ class ExtractorSpec:
     modality: str = "image"
     aliases: tuple[str, ...] = ()
     read_weights: Callable[[Path], dict] | None = None
+    #: the identity of a network given in memory (``weights`` is None): sha256 of its parameters
+    weights_digest: str | None = None
 
     def tap(self, name: str) -> Tap:
         for t in self.taps:
@@ -252,8 +254,7 @@ def custom_extractor(name: str, module: torch.nn.Module, *, dim: int, size: int,
         preprocessing=(Preprocessing(preprocessing, "user-supplied", size, prepare),),
         default_preprocessing=preprocessing, weights=None,
         build=lambda state, source: _Wrapped().eval(), identity=f"custom:{name}", key=name.replace("-", "_"),
-        read_weights=None)
-    object.__setattr__(spec, "_digest", digest)
+        read_weights=None, weights_digest=digest)
     if register_it:
         register(spec, replace=True)
     return spec

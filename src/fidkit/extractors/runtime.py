@@ -86,7 +86,7 @@ class Extractor:
         if self.device.type == "cpu":
             _tune_malloc_for_cpu_inference()
         if self.spec.weights is None:  # a module given in memory: its parameters' digest is its identity
-            self.weights_path, self.weights_sha256 = None, getattr(self.spec, "_digest", None)
+            self.weights_path, self.weights_sha256 = None, self.spec.weights_digest
             state = {}
         else:
             self.weights_path, self.weights_sha256 = _weights.resolve(self.spec.weights, weights)
@@ -122,7 +122,7 @@ class Extractor:
         spec = get_spec(spec)
         dev = resolve_device(device)
         if spec.weights is None:
-            key = (spec.name, getattr(spec, "_digest", None), str(dev))
+            key = (spec.name, spec.weights_digest, str(dev))
         else:
             path, sha = _weights.resolve(spec.weights, weights)
             key, weights = (spec.name, sha, str(dev)), path
