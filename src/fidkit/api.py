@@ -17,6 +17,7 @@ from typing import Iterable
 
 from fidkit.data.sources import ImageSource, open_source
 from fidkit.engine.evaluation import Session, emit, options_with
+from fidkit.engine.progress import Checkpoint
 from fidkit.engine.plan import ALL_METRICS, DEFAULT_METRICS, SideNeeds, parse_features
 from fidkit.errors import BadInputError
 from fidkit.extractors import get_spec
@@ -90,7 +91,8 @@ def compute_reference(source, *, features: bool = False, spatial: bool = True,
                       extractors: str | Iterable[str] | None = None, mode: str | dict | None = None,
                       weights: Weights = None, device=None, batch_size: int = 32, workers: int | None = None,
                       limit: int | None = None, value_range=None, progress: bool = False,
-                      distributed: bool = False, crop: str | None = None) -> Reference:
+                      distributed: bool = False, crop: str | None = None,
+                      checkpoint: str | os.PathLike | None = None, checkpoint_every_s: float = 60.0) -> Reference:
     """Everything later evaluations need from a reference set, from one pass (one decode per image).
 
     For each extractor (default Inception): the statistics of its embedding
@@ -98,7 +100,11 @@ def compute_reference(source, *, features: bool = False, spatial: bool = True,
     with ``features``, the per-sample embeddings too (KID, precision/recall,
     noise floor; for CLIP ViT-L/14@336 the normalised embedding CMMD reads).
     ``distributed`` shares the work between the processes of a
-    ``torch.distributed`` group, as in :func:`evaluate`.
+    ``torch.distributed`` group, as in :func:`evaluate`.  ``checkpoint`` (a path;
+    one process, files) saves the progress there every ``checkpoint_every_s``
+    seconds; a call that finds a checkpoint of the same computation continues from
+    it, with the result of an uninterrupted pass (delete the file once the result
+    is saved; ``fidkit stats`` does).
     """
     src = open_source(source, value_range=value_range, limit=limit)
     specs = parse_features(extractors) or [get_spec("inception")]
@@ -115,8 +121,12 @@ def compute_reference(source, *, features: bool = False, spatial: bool = True,
                 needs.add("keep", spec.name, tap.name)
     session = Session(["fd"], specs, mode, weights, device, MetricOptions(), [src], crop)
     notes: list[str] = []
-    side = session.side(src, "SOURCE", needs, dict(batch_size=batch_size, workers=workers, progress=progress,
-                                                   distributed=distributed), notes)
+    run = dict(batch_size=batch_size, workers=workers, progress=progress, distributed=distributed)
+    if checkpoint is not None:
+        if not isinstance(src, ImageSource):
+            raise BadInputError(f"{src.description}: only image sources are extracted, a checkpoint has nothing to do")
+        run["checkpoint"] = Checkpoint(checkpoint, every_s=checkpoint_every_s)
+    side = session.side(src, "SOURCE", needs, run, notes)
     emit(notes)
     if not side.stats and not side.features:
         raise BadInputError(f"{src.description}: nothing to compute")

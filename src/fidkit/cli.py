@@ -120,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--features", action="store_true",
                    help="also store per-sample embeddings (float32; 8 KB per image for Inception) for KID, "
                         "precision/recall, CMMD and the noise floor")
+    p.add_argument("--restart", action="store_true",
+                   help="ignore (and delete) the checkpoint of an interrupted run of this command, start over")
     p.add_argument("--extractors", default=None, metavar="EXT,...",
                    help="feature extractors to compute statistics for, from one decode: "
                         + ", ".join(s.name for s in specs()) + " (default inception)")
@@ -310,9 +312,17 @@ def _run_stats(args) -> int:
     targets = [p for p in (args.output, named_stats_path(args.name) if args.name else None) if p]
     for target in targets:
         _check_target(target, "-o" if target == args.output else "--name")
+    # Progress is saved beside the first output every minute; a rerun of an interrupted command continues from it.
+    checkpoint = None if args.distributed else Path(f"{targets[0]}.partial")
+    if checkpoint is not None and args.restart:
+        checkpoint.unlink(missing_ok=True)
+    if checkpoint is not None and checkpoint.exists() and not args.quiet:
+        print(f"fidkit: resuming from {checkpoint} (--restart to start over)", file=sys.stderr)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", FidkitWarning)
-        ref = compute_reference(args.source, features=args.features, extractors=args.extractors, **_options(args))
+        ref = compute_reference(args.source, features=args.features, extractors=args.extractors,
+                                checkpoint=checkpoint if checkpoint is not None and _is_path_source(args.source)
+                                else None, **_options(args))
     failed = []
     for target in targets if not args.silent else ():
         try:
@@ -320,6 +330,8 @@ def _run_stats(args) -> int:
         except OSError as e:
             failed.append(f"{target}: {e.strerror or e}")
     targets = [t for t in targets if not any(f.startswith(f"{t}:") for f in failed)]
+    if checkpoint is not None and not failed:
+        checkpoint.unlink(missing_ok=True)
     stats = ref.stats.get("inception/pool3") or next(iter(ref.stats.values()))
     if args.json:
         print(json.dumps({"n": stats.n, "dim": stats.dim, "written": [str(t) for t in targets],
@@ -336,6 +348,12 @@ def _run_stats(args) -> int:
     if failed:
         raise OutputError("could not write " + "; ".join(failed) + " (nothing was left half-written)")
     return 0
+
+
+def _is_path_source(text: str) -> bool:
+    """A folder or archive of images: what a checkpoint can resume (not statistics, arrays or names)."""
+    p = Path(text)
+    return p.is_dir() or p.name.lower().endswith((".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz"))
 
 
 def _n(n) -> str:

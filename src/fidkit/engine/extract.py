@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import hashlib
 import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +21,7 @@ from fidkit.engine import distributed as D
 from fidkit.errors import BadInputError, FidkitError
 from fidkit.data.images import TAG_TEXT
 from fidkit.data.sources import ImageSource
+from fidkit.engine.progress import Checkpoint, Listing
 from fidkit.engine.state import SideState
 from fidkit.extractors import Extractor, Preprocessing
 from fidkit.stats.moments import FeatureStats
@@ -81,35 +81,32 @@ class Branch:
         return self.extractor.spec.name
 
 
-class Listing:
-    """A fingerprint of the item names a pass saw, in order: processes that shard one source must agree on it."""
-
-    def __init__(self):
-        self._hash = hashlib.sha256()
-        self.count = 0
-
-    def see(self, name: str) -> None:
-        self._hash.update(name.encode("utf-8", "surrogateescape") + b"\0")
-        self.count += 1
-
-    @property
-    def fingerprint(self) -> str:
-        return f"{self.count}:{self._hash.hexdigest()[:16]}"
-
-
 def _prepared_batches(source: ImageSource, preps: list[Preprocessing], batch_size: int, workers: int,
-                      diagnostics: Diagnostics, shard: tuple[int, int] = (0, 1), listing: Listing | None = None
-                      ) -> Iterator[tuple[list[torch.Tensor], list[int]]]:
+                      diagnostics: Diagnostics, shard: tuple[int, int] = (0, 1), listing: Listing | None = None,
+                      skip: Listing | None = None) -> Iterator[tuple[list[torch.Tensor], list[int], list[str]]]:
+    """Batches of prepared images; with ``skip`` (a resumed checkpoint's listing) the first ``skip.count`` items
+    are passed over unread, after checking that they are the images the checkpoint counted."""
     def load(item):
         index, (name, loader) = item
         img, tags = loader()
         return index, name, [p.prepare(img) for p in preps], tags
 
     def listed():
+        seen = Listing()
         for i, (name, loader) in enumerate(source.items()):
             if listing is not None:
                 listing.see(name)
+            if skip is not None and i < skip.count:
+                seen.see(name)
+                if i == skip.count - 1 and seen.digest != skip.digest:
+                    raise BadInputError(f"{source.description}: the first {skip.count} images are not those the "
+                                        "checkpoint counted (the source changed); delete the checkpoint, or pass "
+                                        "--restart, to start over")
+                continue
             yield i, (name, loader)
+        if skip is not None and seen.count < skip.count:
+            raise BadInputError(f"{source.description}: {seen.count} images, fewer than the {skip.count} the "
+                                "checkpoint counted (the source changed)")
 
     rank, world = shard
     items = ((i, it) for i, it in listed() if i % world == rank)
@@ -131,7 +128,7 @@ def _prepared_batches(source: ImageSource, preps: list[Preprocessing], batch_siz
                 for _, name, _, tags in results:
                     diagnostics.add(name, tags)
                 yield ([torch.stack([r[2][i] for r in results]) for i in range(len(preps))],
-                       [r[0] for r in results])
+                       [r[0] for r in results], [r[1] for r in results])
         finally:
             for futures in inflight:
                 for f in futures:
@@ -151,7 +148,7 @@ def _tensor_batches(source: ImageSource, branches: list[Branch], batch_size: int
         for lo in range(0, len(mine), batch_size):
             idx = mine[lo:lo + batch_size]
             rows = u8[[i - (start - n) for i in idx]] if world > 1 or len(idx) != n else u8
-            yield [b.preprocessing.prepare_many(rows.to(b.extractor.device)) for b in branches], idx
+            yield [b.preprocessing.prepare_many(rows.to(b.extractor.device)) for b in branches], idx, [where] * len(idx)
 
 
 @dataclasses.dataclass
@@ -166,7 +163,7 @@ class Extracted:
 
 def extract(source: ImageSource, branches: list[Branch], *, stream=(), keep=(),
             batch_size: int = 32, workers: int | None = None, progress: bool = False,
-            distributed: bool = False, group=None) -> Extracted:
+            distributed: bool = False, group=None, checkpoint: Checkpoint | None = None) -> Extracted:
     """One pass of ``source`` through every network in ``branches``.
 
     ``stream`` and ``keep`` are feature spaces (``extractor/tap``).  Spaces in
@@ -176,7 +173,9 @@ def extract(source: ImageSource, branches: list[Branch], *, stream=(), keep=(),
     and each image is decoded once for all networks.  With
     ``distributed`` (and an initialised process group) each process takes every
     world-th image and the results are combined: every process returns the
-    statistics and features of the whole source, in source order.
+    statistics and features of the whole source, in source order.  With a
+    ``checkpoint`` (one process, files) the progress is saved now and then, and
+    a pass that finds a matching checkpoint continues from it.
     """
     if batch_size < 1:
         raise BadInputError(f"batch_size must be at least 1, got {batch_size}")
@@ -189,16 +188,36 @@ def extract(source: ImageSource, branches: list[Branch], *, stream=(), keep=(),
     count = source.count if shard[1] == 1 or source.count is None else len(range(shard[0], source.count, shard[1]))
     failure, local_error = None, None
     listing = Listing()
+    done, skip, identity = Listing(), None, None
+    if checkpoint is not None:
+        if shard[1] > 1 or source.batches is not None:
+            raise BadInputError("checkpoints resume one process reading files; under torchrun or for in-memory "
+                                "images run without one")
+        identity = {"source": source.description, "count": source.count, "batch_size": batch_size,
+                    "spaces": {s: state._provenance[s].with_source(None).to_json() for s in state.spaces},
+                    "stream": list(state.stream), "keep": list(state.keep)}
+        saved = checkpoint.load(identity)
+        if saved is not None:
+            state.load_state_dict(saved["state"], str(checkpoint.path))
+            diagnostics.load_state(saved["diagnostics"])
+            skip = Listing(saved["digest"], int(saved["count"]))
+            done = Listing(saved["digest"], int(saved["count"]))
     with tqdm(total=count, unit="img", desc=_short(source.description), disable=not progress or shard[0] != 0,
               leave=False, dynamic_ncols=True) as bar:
         try:
             preps = [b.preprocessing for b in branches]
             batches_iter = (_tensor_batches(source, branches, batch_size, diagnostics, shard)
                             if source.batches is not None else
-                            _prepared_batches(source, preps, batch_size, workers, diagnostics, shard, listing))
-            for batches, indices in batches_iter:
+                            _prepared_batches(source, preps, batch_size, workers, diagnostics, shard, listing, skip))
+            if skip is not None:
+                bar.update(skip.count)
+            for batches, indices, names in batches_iter:
                 state.add(run_branches(branches, batches, state), len(indices), indices)
                 bar.update(len(indices))
+                for name in names:
+                    done.see(name)
+                if checkpoint is not None and checkpoint.due():
+                    checkpoint.save(identity, state.state_dict(), done, diagnostics.state())
         except Exception as e:  # noqa: BLE001  (in a process group every process must learn of it)
             if not distributed:
                 raise
