@@ -193,3 +193,11 @@ def test_every_generic_metric_runs_in_another_space(folders, dinov2_weights):
     lo, hi = r[f"fd_{k}_ci"]
     assert lo <= r[f"fd_{k}"] <= hi
     assert not any(key.startswith(("fid", "kid")) for key in r.values)
+
+
+def test_one_weights_path_belongs_to_the_only_network_of_the_run(folders, dinov2_weights, weights):
+    a, b = folders
+    alone = fidkit.evaluate(a, b, metrics="fd", features="dinov2-vitb14", weights=dinov2_weights, device="cpu")
+    assert alone.spaces["dinov2-vitb14/cls"].weights_sha256 == fidkit.extractors.weights.sha256_of(dinov2_weights)
+    with pytest.raises(fidkit.BadInputError, match="one file for 2 networks"):
+        fidkit.evaluate(a, b, metrics="fd", features="dinov2-vitb14,clip", weights=dinov2_weights, device="cpu")

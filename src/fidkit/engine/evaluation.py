@@ -88,10 +88,22 @@ class Session:
             plan.preprocessing.update({e: m for e, m in recorded.items() if e in plan.preprocessing})
         plan.preprocessing = with_crop(plan.preprocessing, crop)
         self.plan: Plan = plan
-        self._weights = weights if isinstance(weights, dict) else {"inception": weights}
-        self._weights = {get_spec(k).name: v for k, v in self._weights.items() if v is not None}
+        self._weights = {get_spec(k).name: v for k, v in self._weights_by_extractor(weights).items() if v is not None}
         self._device = device
         self._extractors: dict[str, Extractor] = {}
+
+    def _weights_by_extractor(self, weights) -> dict:
+        """A dict names each network's file; a single path belongs to the only network of the plan, or else to
+        Inception (fidkit 0.1's meaning)."""
+        if isinstance(weights, dict) or weights is None:
+            return dict(weights or {})
+        names = self.plan.extractors
+        if len(names) == 1:
+            return {names[0]: weights}
+        if "inception" in names:
+            return {"inception": weights}
+        raise BadInputError(f"weights={str(weights)!r} is one file for {len(names)} networks ({', '.join(names)}); "
+                            "name each: weights={'dinov2': PATH, ...} (CLI: --weights dinov2=PATH,...)")
 
     @property
     def mode(self) -> str | None:
