@@ -188,3 +188,25 @@ def test_a_corrupt_compressed_npz_member_is_named(tmp_path):
     with pytest.raises(BadInputError, match="imgs.npz"):
         for _, loader in open_source(path).items():
             loader()
+
+
+def test_skip_bad_leaves_unreadable_files_out_and_reports_them(tmp_path, weights, capsys):
+    import json
+
+    import fidkit
+    from fidkit.cli import main
+    a = write_folder(tmp_path / "a", smooth_images(6, 32, seed=1))
+    b = write_folder(tmp_path / "b", smooth_images(6, 32, seed=2))
+    (b / "0002.png").write_bytes(b"not a png")
+    with pytest.raises(BadInputError, match="0002.png: cannot read image"):
+        fidkit.fid(a, b, weights=weights, device="cpu")
+    r = fidkit.fid(a, b, weights=weights, device="cpu", skip_bad=True)
+    assert r.n_b == 5 and list(r.skipped) == [str(b)] and "0002.png" in r.skipped[str(b)][0]
+    assert any("1 unreadable files" in w and "0002.png" in w for w in r.warnings)
+    good = write_folder(tmp_path / "good", np.delete(smooth_images(6, 32, seed=2), 2, axis=0))
+    assert r.fid == pytest.approx(fidkit.fid(a, good, weights=weights, device="cpu").fid, rel=1e-9)
+    log = tmp_path / "log.jsonl"
+    assert main(["fid", str(a), str(b), "--skip-bad", "--weights", weights, "--device", "cpu", "--json", "--quiet",
+                 "--log", str(log)]) == 0
+    assert "0002.png" in json.loads(capsys.readouterr().out)["skipped"][str(b)][0]
+    assert "0002.png" in json.loads(log.read_text())["skipped"][str(b)][0]

@@ -36,7 +36,7 @@ def evaluate(a, b, *, metrics: str | Iterable[str] | None = None, features: str 
              mode: str | dict | None = None, weights: Weights = None, device=None, batch_size: int = 32,
              workers: int | None = None, limit: int | None = None, value_range=None, force: bool = False,
              progress: bool = False, distributed: bool = False, options: MetricOptions | None = None,
-             crop: str | None = None, **option_overrides) -> EvalResult:
+             crop: str | None = None, skip_bad: bool = False, **option_overrides) -> EvalResult:
     """Every requested metric of ``b`` (generated) against ``a`` (reference) from one feature pass per image.
 
     ``a`` and ``b`` take every source :func:`fid` takes.  ``metrics`` defaults to
@@ -46,7 +46,8 @@ def evaluate(a, b, *, metrics: str | Iterable[str] | None = None, features: str 
     pick one space, ``cmmd`` runs CLIP ViT-L/14@336.  ``mode`` picks
     preprocessing: a variant name (``clean``) or ``EXT=VARIANT`` pairs
     (``"dinov2=edm2"``); ``crop="center"`` centre-crops every image to a square
-    first (recorded as ``VARIANT+center-crop``).  ``weights`` is a path (Inception) or a dict per
+    first (recorded as ``VARIANT+center-crop``).  ``skip_bad`` leaves unreadable
+    files out (listed in ``result.skipped`` and the warnings) instead of stopping.  ``weights`` is a path (Inception) or a dict per
     extractor.  Metric options (``kid_subsets``, ``kid_subset_size``,
     ``is_splits``, ``pr_k``, ``dc_k``, ``bootstrap``, ``confidence``, ``seed``)
     may be given as keywords or as a :class:`MetricOptions`.  With
@@ -60,7 +61,7 @@ def evaluate(a, b, *, metrics: str | Iterable[str] | None = None, features: str 
     session = Session(metrics, features, mode, weights, device, opts, sources, crop)
     session.check_comparable(sources[0], sources[1], force)
     notes: list[str] = []
-    run = dict(batch_size=batch_size, workers=workers, progress=progress, distributed=distributed)
+    run = dict(batch_size=batch_size, workers=workers, progress=progress, distributed=distributed, skip_bad=skip_bad)
     real = session.side(sources[0], "REAL", session.plan.real, run, notes)
     fake = session.side(sources[1], "FAKE", session.plan.fake, run, notes)
     values = session.values(real, fake, force, notes)
@@ -71,7 +72,8 @@ def evaluate(a, b, *, metrics: str | Iterable[str] | None = None, features: str 
 
 def fid(a, b, *, mode: str | None = None, weights: Weights = None, device=None, batch_size: int = 32,
         workers: int | None = None, limit: int | None = None, value_range=None, force: bool = False,
-        progress: bool = False, distributed: bool = False, crop: str | None = None) -> FIDResult:
+        progress: bool = False, distributed: bool = False, crop: str | None = None,
+        skip_bad: bool = False) -> FIDResult:
     """Fréchet Inception Distance between two sources.
 
     ``a`` and ``b`` may each be a folder, archive, ``.npz``/``.npy`` (images,
@@ -83,7 +85,7 @@ def fid(a, b, *, mode: str | None = None, weights: Weights = None, device=None, 
     """
     r = evaluate(a, b, metrics=("fid",), mode=mode, weights=weights, device=device, batch_size=batch_size,
                  workers=workers, limit=limit, value_range=value_range, force=force, progress=progress,
-                 distributed=distributed, crop=crop)
+                 distributed=distributed, crop=crop, skip_bad=skip_bad)
     return FIDResult(**{f.name: getattr(r, f.name) for f in dataclasses.fields(r)})
 
 
@@ -92,7 +94,8 @@ def compute_reference(source, *, features: bool = False, spatial: bool = True,
                       weights: Weights = None, device=None, batch_size: int = 32, workers: int | None = None,
                       limit: int | None = None, value_range=None, progress: bool = False,
                       distributed: bool = False, crop: str | None = None,
-                      checkpoint: str | os.PathLike | None = None, checkpoint_every_s: float = 60.0) -> Reference:
+                      checkpoint: str | os.PathLike | None = None, checkpoint_every_s: float = 60.0,
+                      skip_bad: bool = False) -> Reference:
     """Everything later evaluations need from a reference set, from one pass (one decode per image).
 
     For each extractor (default Inception): the statistics of its embedding
@@ -121,7 +124,7 @@ def compute_reference(source, *, features: bool = False, spatial: bool = True,
                 needs.add("keep", spec.name, tap.name)
     session = Session(["fd"], specs, mode, weights, device, MetricOptions(), [src], crop)
     notes: list[str] = []
-    run = dict(batch_size=batch_size, workers=workers, progress=progress, distributed=distributed)
+    run = dict(batch_size=batch_size, workers=workers, progress=progress, distributed=distributed, skip_bad=skip_bad)
     if checkpoint is not None:
         if not isinstance(src, ImageSource):
             raise BadInputError(f"{src.description}: only image sources are extracted, a checkpoint has nothing to do")

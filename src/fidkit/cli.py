@@ -63,6 +63,9 @@ def _common(p: argparse.ArgumentParser, comparison: bool = False) -> None:
     p.add_argument("--limit", type=_positive, default=None, metavar="N", help="use only the first N images")
     p.add_argument("--value-range", type=_value_range, default=None, metavar="LO,HI",
                    help="value range of float image arrays (0,1 or -1,1 or 0,255)")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="leave unreadable image files out (each is named in the warnings and in the JSON/log "
+                        "record) instead of stopping at the first")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no warnings on stderr")
     if comparison:
@@ -150,7 +153,7 @@ def _run_extractors(args) -> int:
 
 def _options(args) -> dict:
     return dict(mode=args.mode, crop=args.crop, weights=args.weights, device=args.device, batch_size=args.batch_size,
-                workers=args.workers, limit=args.limit, value_range=args.value_range,
+                workers=args.workers, limit=args.limit, value_range=args.value_range, skip_bad=args.skip_bad,
                 progress=not args.quiet and sys.stderr.isatty(), distributed=args.distributed)
 
 

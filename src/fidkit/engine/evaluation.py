@@ -151,7 +151,8 @@ class Session:
             out = extract(source, self.branches(needs), stream=stream, keep=keep, **run)
             notes.extend(out.warnings)
             return Side(source.description, out.stats, out.features,
-                        provenance={s: self.planned_provenance(source, s) for s in stream | keep})
+                        provenance={s: self.planned_provenance(source, s) for s in stream | keep},
+                        skipped=out.skipped)
         if isinstance(source, FeaturesSource):
             spaces = stream | keep
             embedding = {s for s in spaces if get_spec(s.split("/")[0]).tap(s.split("/", 1)[1]).role == "embedding"}
@@ -213,7 +214,7 @@ class Session:
                           warnings=notes, seconds=time.perf_counter() - start, metrics=self.plan.metric_names,
                           options=dataclasses.asdict(self.options),
                           device=str(self.device) if uses_net and self.device is not None else None,
-                          spaces=spaces)
+                          spaces=spaces, skipped={s.description: s.skipped for s in (real, fake) if s.skipped})
 
 
 def _nonstandard_weights(spaces: dict[str, Provenance]) -> list[str]:

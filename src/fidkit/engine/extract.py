@@ -39,34 +39,48 @@ class Diagnostics:
         self.counts: collections.Counter = collections.Counter()
         self.first: dict[str, str] = {}
         self.batches = 0
+        self.skipped: list[str] = []       # "name: reason" of every file left out (skip_bad)
+        self.skipped_elsewhere = 0         # left out in other processes' shares
 
     def add(self, name: str, tags, count: int = 1) -> None:
         for tag in tags:
             self.counts[tag] += count
             self.first.setdefault(tag, name)
 
+    def skip(self, name: str, reason: str) -> None:
+        self.skipped.append(reason if reason.startswith(name) else f"{name}: {reason}")
+
     def state(self) -> dict:
-        return {"counts": dict(self.counts), "first": dict(self.first), "batches": self.batches}
+        return {"counts": dict(self.counts), "first": dict(self.first), "batches": self.batches,
+                "skipped": list(self.skipped)}
 
     def load_state(self, state: dict) -> None:
         self.counts = collections.Counter(state.get("counts", {}))
         self.first = dict(state.get("first", {}))
         self.batches = int(state.get("batches", 0))
+        self.skipped = list(state.get("skipped", []))
 
     def combine(self, group=None) -> None:
         """Counts over every process (collective); the first example stays this process's, if it has one."""
         if not D.is_distributed(group):
             return
         tags = sorted(TAG_TEXT)
-        counts = D.sum_int64([self.counts[t] for t in tags], group)
+        *counts, skipped = D.sum_int64([self.counts[t] for t in tags] + [len(self.skipped)], group)
         for t, c in zip(tags, counts):
             if c:
                 self.counts[t] = c
                 self.first.setdefault(t, "in another process's share")
+        self.skipped_elsewhere = skipped - len(self.skipped)
 
     def messages(self, total: int) -> list[str]:
-        return [f"{self.counts[t]} of {total} images in {self.description} {TAG_TEXT[t]} (first: {self.first[t]})"
-                for t in sorted(self.counts)]
+        out = [f"{self.counts[t]} of {total} images in {self.description} {TAG_TEXT[t]} (first: {self.first[t]})"
+               for t in sorted(self.counts)]
+        n_skipped = len(self.skipped) + self.skipped_elsewhere
+        if n_skipped:
+            shown = "; ".join(self.skipped[:5]) + (" ..." if len(self.skipped) > 5 else "")
+            out.append(f"{n_skipped} unreadable files in {self.description} were skipped (skip_bad) and are not in "
+                       f"the {total} images counted: {shown or 'in other processes'}")
+        return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,12 +97,20 @@ class Branch:
 
 def _prepared_batches(source: ImageSource, preps: list[Preprocessing], batch_size: int, workers: int,
                       diagnostics: Diagnostics, shard: tuple[int, int] = (0, 1), listing: Listing | None = None,
-                      skip: Listing | None = None) -> Iterator[tuple[list[torch.Tensor], list[int], list[str]]]:
+                      skip: Listing | None = None, skip_bad: bool = False
+                      ) -> Iterator[tuple[list[torch.Tensor], list[int], list[str]]]:
     """Batches of prepared images; with ``skip`` (a resumed checkpoint's listing) the first ``skip.count`` items
-    are passed over unread, after checking that they are the images the checkpoint counted."""
+    are passed over unread, after checking that they are the images the checkpoint counted.  With ``skip_bad`` an
+    unreadable file is recorded in ``diagnostics`` and left out instead of stopping the pass.  The names are those
+    of every item consumed, including skipped ones."""
     def load(item):
         index, (name, loader) = item
-        img, tags = loader()
+        try:
+            img, tags = loader()
+        except BadInputError as e:
+            if not skip_bad:
+                raise
+            return index, name, None, str(e)
         return index, name, [p.prepare(img) for p in preps], tags
 
     def listed():
@@ -125,10 +147,15 @@ def _prepared_batches(source: ImageSource, preps: list[Preprocessing], batch_siz
                 futures = inflight.popleft()
                 submit_next()
                 results = [f.result() for f in futures]
-                for _, name, _, tags in results:
-                    diagnostics.add(name, tags)
-                yield ([torch.stack([r[2][i] for r in results]) for i in range(len(preps))],
-                       [r[0] for r in results], [r[1] for r in results])
+                good = []
+                for r in results:
+                    if r[2] is None:
+                        diagnostics.skip(r[1], r[3])
+                    else:
+                        diagnostics.add(r[1], r[3])
+                        good.append(r)
+                yield ([torch.stack([r[2][i] for r in good]) for i in range(len(preps))] if good else [],
+                       [r[0] for r in good], [r[1] for r in results])
         finally:
             for futures in inflight:
                 for f in futures:
@@ -159,11 +186,13 @@ class Extracted:
     features: dict[str, np.ndarray]        # kept per-sample features per space (float32, maybe memory-mapped)
     warnings: list[str]
     n: int = 0
+    skipped: list[str] = dataclasses.field(default_factory=list)   # "name: reason" of files left out
 
 
 def extract(source: ImageSource, branches: list[Branch], *, stream=(), keep=(),
             batch_size: int = 32, workers: int | None = None, progress: bool = False,
-            distributed: bool = False, group=None, checkpoint: Checkpoint | None = None) -> Extracted:
+            distributed: bool = False, group=None, checkpoint: Checkpoint | None = None,
+            skip_bad: bool = False) -> Extracted:
     """One pass of ``source`` through every network in ``branches``.
 
     ``stream`` and ``keep`` are feature spaces (``extractor/tap``).  Spaces in
@@ -175,7 +204,9 @@ def extract(source: ImageSource, branches: list[Branch], *, stream=(), keep=(),
     world-th image and the results are combined: every process returns the
     statistics and features of the whole source, in source order.  With a
     ``checkpoint`` (one process, files) the progress is saved now and then, and
-    a pass that finds a matching checkpoint continues from it.
+    a pass that finds a matching checkpoint continues from it.  ``skip_bad``
+    leaves unreadable files out (named in the warnings and the result) instead of
+    stopping at the first.
     """
     if batch_size < 1:
         raise BadInputError(f"batch_size must be at least 1, got {batch_size}")
@@ -208,12 +239,14 @@ def extract(source: ImageSource, branches: list[Branch], *, stream=(), keep=(),
             preps = [b.preprocessing for b in branches]
             batches_iter = (_tensor_batches(source, branches, batch_size, diagnostics, shard)
                             if source.batches is not None else
-                            _prepared_batches(source, preps, batch_size, workers, diagnostics, shard, listing, skip))
+                            _prepared_batches(source, preps, batch_size, workers, diagnostics, shard, listing, skip,
+                                              skip_bad))
             if skip is not None:
                 bar.update(skip.count)
             for batches, indices, names in batches_iter:
-                state.add(run_branches(branches, batches, state), len(indices), indices)
-                bar.update(len(indices))
+                if indices:
+                    state.add(run_branches(branches, batches, state), len(indices), indices)
+                bar.update(len(names))
                 for name in names:
                     done.see(name)
                 if checkpoint is not None and checkpoint.due():
@@ -244,7 +277,7 @@ def extract(source: ImageSource, branches: list[Branch], *, stream=(), keep=(),
     n, stats, features = state.combined(distributed, group)
     if n == 0:
         raise BadInputError(f"{source.description}: no images")
-    return Extracted(stats, features, diagnostics.messages(n), n)
+    return Extracted(stats, features, diagnostics.messages(n), n, list(diagnostics.skipped))
 
 
 def new_side_state(branches: list[Branch], stream, keep, description: str) -> SideState:

@@ -34,6 +34,8 @@ class Side:
     count: int | None = None  # when known without statistics or features (images seen but no tap needed)
     #: provenance of every space this side serves, including spaces that are only kept (features)
     provenance: dict[str, Provenance] = dataclasses.field(default_factory=dict)
+    #: files left out because they could not be read (``skip_bad``), "name: reason"
+    skipped: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def n(self) -> int | None:

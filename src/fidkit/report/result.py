@@ -26,6 +26,8 @@ class EvalResult:
     device: str | None = None
     #: provenance of every feature space the metrics read (``inception/pool3``, ``dinov2-vitl14/cls``, ...)
     spaces: dict[str, Provenance] = dataclasses.field(default_factory=dict)
+    #: per source, the files left out because they could not be read (``skip_bad``): "name: reason"
+    skipped: dict[str, list[str]] = dataclasses.field(default_factory=dict)
 
     def __getitem__(self, name: str) -> Any:
         return self.values[name]
@@ -38,6 +40,7 @@ class EvalResult:
             "metrics": list(self.metrics), "options": self.options, "extractor": p.extractor, "layer": p.layer,
             "weights_sha256": p.weights_sha256, "device": self.device, "seconds": round(self.seconds, 3),
             "warnings": list(self.warnings), "fidkit_version": __version__,
+            "skipped": {source: list(files) for source, files in self.skipped.items()},
             "feature_spaces": {space: {"extractor": q.extractor, "weights_sha256": q.weights_sha256,
                                        "layer": q.layer, "preprocessing": q.mode,
                                        "published_weights": _published(space, q.weights_sha256)}
