@@ -118,13 +118,3 @@ def _all_gather_bytes(data: bytes, group, flag: int = 1) -> list[bytes]:
     parts = [torch.empty_like(buf) for _ in range(dist.get_world_size(group))]
     dist.all_gather(parts, buf, group=group)
     return [bytes(p.cpu().numpy().tobytes()) for p in parts]
-
-
-def broadcast_error(message: str | None, group=None) -> str | None:
-    """The first non-empty message of any process, on every process (so that all raise together, none hangs)."""
-    if not is_distributed(group):
-        return message
-    for p in _all_gather_bytes((message or "").encode(), group, flag=1 if message else 0):
-        if p[0]:
-            return p[1:].rstrip(b"\0").decode(errors="replace")
-    return None

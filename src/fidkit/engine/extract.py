@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import json
 import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -257,17 +258,23 @@ def extract(source: ImageSource, branches: list[Branch], *, stream=(), keep=(),
             local_error = e
             failure = str(e) if isinstance(e, FidkitError) else f"process {shard[0]}: {type(e).__name__}: {e}"
     if distributed:  # one process's bad file stops every process with its message, instead of a hang
-        if failure is None and source.batches is None:
-            # Each process lists the source itself; a folder that changes meanwhile, or differs between
-            # machines, would silently mix two lists.  All processes must have seen the same names.
-            lists = D.all_strings(listing.fingerprint, group)
-            if len(set(lists)) > 1:
-                failure = (f"{source.description}: the processes saw different lists of images ("
-                           + ", ".join(f"rank {r}: {fp.split(':')[0]} images, fingerprint {fp.split(':')[1]}"
-                                       for r, fp in enumerate(lists))
-                           + "); every process must see the same files (is the folder being written to, or not "
-                             "the same on every machine?)")
-        failure = D.broadcast_error(failure, group)
+        # One collective, whatever happened locally (a collective skipped by one process would pair with the
+        # next one of another): every process's error, if any, and the fingerprint of the names it listed.
+        # Each process lists the source itself; a folder that changes meanwhile, or differs between machines,
+        # would silently mix two lists, so all processes must have seen the same names.
+        mine = {"error": failure[:800] if failure else None,  # at most 3.2 kB of UTF-8: fits all_strings' 4 kB
+                "listing": listing.fingerprint if source.batches is None else None, "source": source.description[:300]}
+        everyone = [json.loads(s) for s in D.all_strings(json.dumps(mine, ensure_ascii=False), group)]
+        errors = [e["error"] for e in everyone if e["error"]]
+        lists = [e["listing"] for e in everyone]
+        if errors:
+            failure = errors[0]
+        elif len(set(lists)) > 1:
+            failure = (f"{everyone[0]['source']}: the processes saw different lists of images ("
+                       + ", ".join(f"rank {r}: {fp.split(':')[0]} images, fingerprint {fp.split(':')[1]}"
+                                   for r, fp in enumerate(lists))
+                       + "); every process must see the same files (is the folder being written to, or not "
+                         "the same on every machine?)")
         if local_error is not None and not isinstance(local_error, FidkitError):
             raise local_error  # this process's own traceback; the others raise the message below
         if failure:
