@@ -94,3 +94,15 @@ def test_negative_seed_and_bad_options_are_named():
         fidkit.evaluate(torch.zeros(3, 3, 8, 8, dtype=torch.uint8), torch.zeros(3, 3, 8, 8, dtype=torch.uint8),
                         seed=-1)
     assert issubclass(OutputError, fidkit.FidkitError)
+
+
+def test_a_checkpoint_with_an_invalid_co_moment_is_refused(weights):
+    from conftest import smooth_images
+    ev = fidkit.Evaluator("fid", weights=weights, device="cpu")
+    ev.update(smooth_images(4, 32, seed=1), real=True)
+    ev.update(smooth_images(4, 32, seed=2))
+    state = ev.state_dict()
+    m2 = state["fake"]["stats"]["inception/pool3"]["m2"]
+    m2[0, 1] = m2[1, 0] + abs(float(m2.max())) + 1.0  # no longer symmetric
+    with pytest.raises(BadInputError, match="statistics are invalid: the covariance is not symmetric"):
+        ev.load_state_dict(state)

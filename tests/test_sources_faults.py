@@ -210,3 +210,10 @@ def test_skip_bad_leaves_unreadable_files_out_and_reports_them(tmp_path, weights
                  "--log", str(log)]) == 0
     assert "0002.png" in json.loads(capsys.readouterr().out)["skipped"][str(b)][0]
     assert "0002.png" in json.loads(log.read_text())["skipped"][str(b)][0]
+
+
+def test_images_above_pils_warning_limit_are_reported_once(tmp_path, monkeypatch):
+    root = write_folder(tmp_path / "root", smooth_images(2, 64, seed=2))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 64 * 64 - 1)  # warn above this, refuse above twice it
+    tags = [loader()[1] for _, loader in open_source(root).items()]
+    assert all("huge" in t for t in tags)

@@ -10,6 +10,7 @@ caller can warn once per source instead of once per file.
 from __future__ import annotations
 
 import io
+import warnings
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -37,6 +38,8 @@ TAG_TEXT = {
                       "(declare value_range=(0, 1) if so)",
     "range_looks_01_as_255": "were declared as [0, 255] but all values are at most 1: they look like [0, 1] data",
     "range_clipped": "had values outside the declared range, which were clipped",
+    "huge": "declare more pixels than PIL's decompression-bomb warning limit (about 89 million); each takes "
+            "hundreds of MB while decoded (PIL refuses twice that); downscale them first if memory is short",
     "nonsquare": "are not square: a resize that squashes to a square (Inception's, DINOv2's) changes their aspect "
                  "ratio, which changes the numbers; crop='center' (--crop center) centre-crops every image to a "
                  "square first, and is recorded in the statistics",
@@ -49,9 +52,13 @@ TAG_TEXT = {
 def decode_image(data: bytes, name: str) -> tuple[np.ndarray, frozenset[str]]:
     """Decode an encoded image to ``H x W x 3`` uint8; return it with its conversion tags."""
     try:
-        with Image.open(io.BytesIO(data)) as im:
+        with warnings.catch_warnings(record=True) as caught, Image.open(io.BytesIO(data)) as im:
+            warnings.simplefilter("always", Image.DecompressionBombWarning)
             im.load()
-            return to_rgb_uint8(im, name)
+            arr, tags = to_rgb_uint8(im, name)
+        if any(issubclass(w.category, Image.DecompressionBombWarning) for w in caught):
+            tags = tags | {"huge"}
+        return arr, tags
     except Image.DecompressionBombError as e:
         raise BadInputError(f"{name}: refused, it declares more than {Image.MAX_IMAGE_PIXELS * 2:,} pixels "
                             f"(PIL's decompression-bomb limit; raise PIL.Image.MAX_IMAGE_PIXELS if it is genuine): "

@@ -24,6 +24,7 @@ import stat
 import tarfile
 import threading
 import zipfile
+import tokenize
 import zlib
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -40,6 +41,11 @@ from fidkit.stats.moments import FeatureStats
 
 Loaded = tuple[np.ndarray, frozenset]
 Loader = Callable[[], Loaded]
+
+#: What a damaged .npy/.npz can raise while numpy parses it: its header is a Python literal (SyntaxError,
+#: tokenize errors), its container a zip (BadZipFile, zlib.error, NotImplementedError for unknown versions).
+NUMPY_FILE_ERRORS = (OSError, ValueError, EOFError, KeyError, TypeError, SyntaxError, NotImplementedError,
+                     zipfile.BadZipFile, zlib.error, tokenize.TokenError)
 
 #: How float inputs are declared: the pixel values that mean black and white.
 VALUE_RANGES = {(0, 1), (-1, 1), (0, 255)}
@@ -134,8 +140,8 @@ def _open_path(path: Path, text: str, value_range, limit) -> Source:
     if name.endswith(".npy"):
         try:
             arr = np.load(path, mmap_mode="r", allow_pickle=False)
-        except (OSError, ValueError) as e:
-            raise BadInputError(f"{path}: cannot read .npy ({e})") from e
+        except NUMPY_FILE_ERRORS as e:
+            raise BadInputError(f"{path}: cannot read .npy ({type(e).__name__}: {e})") from e
         return _array_file(arr, str(path), value_range, limit)
     raise BadInputError(f"{path}: unsupported file type; expected a folder, .zip, .tar, .npz or .npy")
 
@@ -234,7 +240,7 @@ def _zip(path: Path, limit) -> ImageSource:
         where = f"{path}:{member}"
         try:
             data = local.zip.read(member)
-        except (zipfile.BadZipFile, OSError, KeyError, RuntimeError, NotImplementedError, EOFError) as e:
+        except (zipfile.BadZipFile, OSError, KeyError, RuntimeError, NotImplementedError, EOFError, zlib.error) as e:
             # RuntimeError: encrypted member; NotImplementedError: unsupported compression
             raise BadInputError(f"{where}: cannot read ({e})") from e
         return _with_suffix_tag(decode_image(data, where), member)
@@ -321,13 +327,17 @@ def _npz(path: Path, value_range, limit) -> Source:
                 # reference files (ADM's also hold a 10k image batch in arr_0, but
                 # its published FIDs use the stored whole-dataset moments).
                 return StatsSource(str(path), Reference.from_npz(z, str(path)))
-    except (OSError, ValueError, zipfile.BadZipFile) as e:
-        raise BadInputError(f"{path}: cannot read .npz ({e})") from e
+    except NUMPY_FILE_ERRORS as e:
+        raise BadInputError(f"{path}: cannot read .npz ({type(e).__name__}: {e})") from e
     key = "arr_0" if "arr_0" in keys else (keys[0] if len(keys) == 1 else None)
     if key is None:
         raise BadInputError(f"{path}: expected 'arr_0' (images or features) or 'mu'/'sigma' (statistics); "
                             f"found {keys}")
-    return _array_file(_NpzMember(path, key), f"{path}[{key}]", value_range, limit)
+    try:
+        member = _NpzMember(path, key)
+    except NUMPY_FILE_ERRORS as e:
+        raise BadInputError(f"{path}: cannot read .npz member {key!r} ({type(e).__name__}: {e})") from e
+    return _array_file(member, f"{path}[{key}]", value_range, limit)
 
 
 class _NpzMember:
@@ -372,8 +382,8 @@ def _npy_header(f, where: str):
         read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
                        else np.lib.format.read_array_header_2_0)
         shape, fortran, dtype = read_header(f)
-    except ValueError as e:
-        raise BadInputError(f"{where}: not a readable .npy array ({e})") from e
+    except NUMPY_FILE_ERRORS as e:
+        raise BadInputError(f"{where}: not a readable .npy array ({type(e).__name__}: {e})") from e
     if dtype.hasobject:
         raise BadInputError(f"{where}: object arrays are not accepted (they would need pickle)")
     if fortran:

@@ -20,7 +20,7 @@ import torch
 from fidkit.engine import distributed as D
 from fidkit.errors import BadInputError
 from fidkit.stats.provenance import Provenance
-from fidkit.stats.moments import FeatureStats
+from fidkit.stats.moments import FeatureStats, _check_covariance
 from fidkit.engine.store import FeatureStore
 
 
@@ -136,6 +136,13 @@ class SideState:
             mean = s["mean"].numpy().astype(np.float64)
             if not (np.isfinite(m2).all() and np.isfinite(mean).all()):
                 raise BadInputError(f"{what}: the checkpoint's {t} statistics contain NaN or Inf")
+            if m2.shape != (len(mean), len(mean)) or len(mean) != self._dims[t]:
+                raise BadInputError(f"{what}: the checkpoint's {t} statistics have shapes {mean.shape}/{m2.shape}, "
+                                    f"expected dimension {self._dims[t]}")
+            try:
+                _check_covariance(m2)  # a co-moment is a scaled covariance: the same necessary conditions
+            except BadInputError as e:
+                raise BadInputError(f"{what}: the checkpoint's {t} statistics are invalid: {e}") from None
             self.stats[t] = FeatureStats(int(s["n"]), mean, m2, self._provenance[t])
         for t, f in state["features"].items():
             if not torch.isfinite(f).all():

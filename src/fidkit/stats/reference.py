@@ -79,8 +79,10 @@ class Reference:
         try:
             with np.load(path, allow_pickle=False) as z:
                 return cls.from_npz(z, str(path))
-        except (OSError, ValueError, zipfile.BadZipFile) as e:
-            raise BadInputError(f"{path}: not a readable statistics file ({e})") from e
+        except BadInputError:
+            raise
+        except Exception as e:  # noqa: BLE001  (numpy's parser raises many kinds for a damaged file)
+            raise BadInputError(f"{path}: not a readable statistics file ({type(e).__name__}: {e})") from e
 
     @staticmethod
     def is_statistics(files: list[str]) -> bool:
