@@ -83,3 +83,37 @@ def test_cli_stats_resumes_and_removes_its_checkpoint(folder, weights, tmp_path,
     assert out.exists() and not (tmp_path / "ref.npz.partial").exists()
     whole = fidkit.compute_reference(folder, weights=weights, device="cpu", batch_size=4)
     _assert_same(fidkit.Reference.load(out), whole)
+
+
+def test_an_interrupted_eval_continues_and_cleans_up(folder, weights, tmp_path, monkeypatch):
+    fake = write_folder(tmp_path / "fake", smooth_images(10, 32, seed=8))
+    kw = dict(metrics="fid,kid", weights=weights, device="cpu", batch_size=4, kid_subsets=3, kid_subset_size=5)
+    whole = fidkit.evaluate(folder, fake, **kw)
+    ckpts = tmp_path / "ckpt"
+    import fidkit.engine.progress as progress
+    monkeypatch.setattr(progress.Checkpoint, "due", lambda self: True)
+    _interrupt_after(monkeypatch, 5)  # the reference side (4 batches) is done, the generated one has begun
+    with pytest.raises(KeyboardInterrupt):
+        fidkit.evaluate(folder, fake, checkpoint_dir=ckpts, **kw)
+    assert len(list(ckpts.glob("*.partial"))) == 2
+    monkeypatch.undo()
+    calls = _interrupt_after(monkeypatch, 100)
+    resumed = fidkit.evaluate(folder, fake, checkpoint_dir=ckpts, **kw)
+    assert calls["n"] == 2  # only the generated side's last 2 batches ran again
+    assert resumed.values == whole.values
+    assert not list(ckpts.glob("*.partial"))  # removed once the result exists
+
+
+def test_an_eval_checkpoint_of_other_settings_is_replaced(folder, weights, tmp_path, monkeypatch):
+    fake = write_folder(tmp_path / "fake", smooth_images(6, 32, seed=8))
+    ckpts = tmp_path / "ckpt"
+    import fidkit.engine.progress as progress
+    monkeypatch.setattr(progress.Checkpoint, "due", lambda self: True)
+    _interrupt_after(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt):
+        fidkit.evaluate(folder, fake, metrics="fid", weights=weights, device="cpu", batch_size=4, checkpoint_dir=ckpts)
+    monkeypatch.undo()
+    r = fidkit.evaluate(folder, fake, metrics="fid", weights=weights, device="cpu", batch_size=5,  # other batches
+                        checkpoint_dir=ckpts)
+    whole = fidkit.evaluate(folder, fake, metrics="fid", weights=weights, device="cpu", batch_size=5)
+    assert r["fid"] == whole["fid"] and not list(ckpts.glob("*.partial"))

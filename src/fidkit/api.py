@@ -11,8 +11,10 @@ once per image, and hands the results to the pure functions in
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import time
+from pathlib import Path
 from typing import Iterable
 
 from fidkit.data.sources import ImageSource, open_source
@@ -36,7 +38,8 @@ def evaluate(a, b, *, metrics: str | Iterable[str] | None = None, features: str 
              mode: str | dict | None = None, weights: Weights = None, device=None, batch_size: int = 32,
              workers: int | None = None, limit: int | None = None, value_range=None, force: bool = False,
              progress: bool = False, distributed: bool = False, options: MetricOptions | None = None,
-             crop: str | None = None, skip_bad: bool = False, **option_overrides) -> EvalResult:
+             crop: str | None = None, skip_bad: bool = False, checkpoint_dir: str | os.PathLike | None = None,
+             restart: bool = False, **option_overrides) -> EvalResult:
     """Every requested metric of ``b`` (generated) against ``a`` (reference) from one feature pass per image.
 
     ``a`` and ``b`` take every source :func:`fid` takes.  ``metrics`` defaults to
@@ -47,7 +50,11 @@ def evaluate(a, b, *, metrics: str | Iterable[str] | None = None, features: str 
     preprocessing: a variant name (``clean``) or ``EXT=VARIANT`` pairs
     (``"dinov2=edm2"``); ``crop="center"`` centre-crops every image to a square
     first (recorded as ``VARIANT+center-crop``).  ``skip_bad`` leaves unreadable
-    files out (listed in ``result.skipped`` and the warnings) instead of stopping.  ``weights`` is a path (Inception) or a dict per
+    files out (listed in ``result.skipped`` and the warnings) instead of stopping.
+    ``checkpoint_dir`` (one process) saves each side's extraction progress there;
+    an interrupted call repeated with the same arguments continues from it (its
+    result equals an uninterrupted one) and removes it on success; ``restart``
+    discards it first.  ``weights`` is a path (Inception) or a dict per
     extractor.  Metric options (``kid_subsets``, ``kid_subset_size``,
     ``is_splits``, ``pr_k``, ``dc_k``, ``bootstrap``, ``confidence``, ``seed``)
     may be given as keywords or as a :class:`MetricOptions`.  With
@@ -62,12 +69,30 @@ def evaluate(a, b, *, metrics: str | Iterable[str] | None = None, features: str 
     session.check_comparable(sources[0], sources[1], force)
     notes: list[str] = []
     run = dict(batch_size=batch_size, workers=workers, progress=progress, distributed=distributed, skip_bad=skip_bad)
-    real = session.side(sources[0], "REAL", session.plan.real, run, notes)
-    fake = session.side(sources[1], "FAKE", session.plan.fake, run, notes)
+    checkpoints = {label: _side_checkpoint(checkpoint_dir, s, label, distributed, restart)
+                   for s, label in zip(sources, ("REAL", "FAKE"))}
+    real = session.side(sources[0], "REAL", session.plan.real, dict(run, checkpoint=checkpoints["REAL"]), notes)
+    fake = session.side(sources[1], "FAKE", session.plan.fake, dict(run, checkpoint=checkpoints["FAKE"]), notes)
     values = session.values(real, fake, force, notes)
     result = session.result(values, real, fake, any(isinstance(s, ImageSource) for s in sources), notes, start)
+    for c in checkpoints.values():
+        if c is not None:
+            c.remove()
     emit(result.warnings)
     return result
+
+
+def _side_checkpoint(directory, source, label: str, distributed: bool, restart: bool) -> Checkpoint | None:
+    """A checkpoint for one side of ``evaluate`` when it reads files in one process, else None."""
+    if directory is None or distributed or not isinstance(source, ImageSource) or source.batches is not None:
+        return None
+    key = hashlib.sha256(f"{label}|{os.path.abspath(source.description)}".encode()).hexdigest()[:20]
+    # Keyed by side and source only: a checkpoint of other settings (a fixed bad file, another metric) is
+    # replaced, not refused.
+    c = Checkpoint(Path(directory) / f"{label.lower()}-{key}.partial", every_s=120.0, discard_mismatch=True)
+    if restart:
+        c.remove()
+    return c
 
 
 def fid(a, b, *, mode: str | None = None, weights: Weights = None, device=None, batch_size: int = 32,

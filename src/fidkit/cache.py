@@ -26,6 +26,11 @@ def weights_dir() -> Path:
     return cache_dir() / "weights"
 
 
+def checkpoints_dir() -> Path:
+    """Where interrupted ``fidkit fid``/``eval`` runs keep their progress."""
+    return cache_dir() / "checkpoints"
+
+
 def stats_dir() -> Path:
     return cache_dir() / "stats"
 

@@ -15,8 +15,8 @@ import warnings
 from pathlib import Path
 
 from fidkit import __version__
-from fidkit.api import DEFAULT_METRICS, MetricOptions, compute_reference, evaluate, fid
-from fidkit.cache import named_stats_path
+from fidkit.api import DEFAULT_METRICS, MetricOptions, compute_reference, evaluate
+from fidkit.cache import checkpoints_dir, named_stats_path
 from fidkit.errors import (BadInputError, FidkitError, FidkitWarning, IncomparableStatsError, OutputError,
                            WeightsUnavailableError)
 from fidkit.extractors import specs
@@ -69,6 +69,8 @@ def _common(p: argparse.ArgumentParser, comparison: bool = False) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no warnings on stderr")
     if comparison:
+        p.add_argument("--restart", action="store_true",
+                       help="discard the saved progress of an interrupted run with the same sources, start over")
         p.add_argument("--force", action="store_true", help="compare statistics even if their provenance differs")
         p.add_argument("--log", metavar="FILE", help="append one JSON line per run to FILE")
 
@@ -157,6 +159,11 @@ def _options(args) -> dict:
                 progress=not args.quiet and sys.stderr.isatty(), distributed=args.distributed)
 
 
+def _resume(args) -> dict:
+    """fid and eval keep their extraction progress in the cache; a rerun of an interrupted command continues."""
+    return dict(checkpoint_dir=None if args.distributed else checkpoints_dir(), restart=args.restart)
+
+
 def _start_distributed(args) -> bool:
     """Under ``torchrun --nproc_per_node K`` (WORLD_SIZE > 1): join the process group, pick this process's GPU.
 
@@ -239,12 +246,12 @@ def _remove_partial_line(fd: int, before: int, data: bytes) -> None:
 
 def _run_fid(args) -> int:
     _check_target(args.log, "--log")
-    result = fid(args.a, args.b, force=args.force, **_options(args))
+    result = evaluate(args.a, args.b, metrics=("fid",), force=args.force, **_resume(args), **_options(args))
     record = result.to_dict()
     if args.json:
         print(json.dumps(record))
     else:
-        print(f"FID: {result.fid:.6f}")
+        print(f"FID: {result['fid']:.6f}")
         _print_settings(result, record)
     _print_warnings(result.warnings, args.quiet)
     _append_log(args.log, record)  # after printing: a failed write never loses the result
@@ -274,7 +281,7 @@ def _is_detail(key: str, values: dict) -> bool:
 
 def _run_eval(args) -> int:
     _check_target(args.log, "--log")
-    result = evaluate(args.a, args.b, metrics=args.metrics, features=args.features, force=args.force,
+    result = evaluate(args.a, args.b, metrics=args.metrics, features=args.features, force=args.force, **_resume(args),
                       kid_subsets=args.kid_subsets,
                       kid_subset_size=args.kid_subset_size, is_splits=args.is_splits, pr_k=args.pr_k,
                       dc_k=args.dc_k, bootstrap=args.bootstrap, confidence=args.confidence, seed=args.seed,

@@ -43,9 +43,11 @@ class Listing:
 class Checkpoint:
     """Progress of one offline pass, saved to ``path`` at most every ``every_s`` seconds (atomically)."""
 
-    def __init__(self, path: str | os.PathLike, *, every_s: float = 60.0):
+    def __init__(self, path: str | os.PathLike, *, every_s: float = 60.0, discard_mismatch: bool = False):
         self.path = Path(path)
         self.every_s = every_s
+        #: a checkpoint of other settings is removed (automatic checkpoints in the cache) instead of refused
+        self.discard_mismatch = discard_mismatch
         self._last = time.monotonic()
 
     def load(self, identity: dict) -> dict | None:
@@ -61,6 +63,9 @@ class Checkpoint:
             raise BadInputError(f"{self.path}: not a fidkit checkpoint; delete it to start over")
         theirs = saved.get("identity", {})
         diffs = [k for k in sorted(set(identity) | set(theirs)) if identity.get(k) != theirs.get(k)]
+        if diffs and self.discard_mismatch:
+            self.remove()
+            return None
         if diffs:
             raise BadInputError(f"{self.path}: a checkpoint of another computation (it differs in "
                                 f"{', '.join(diffs)}); delete it, or pass --restart, to start over")
