@@ -16,7 +16,7 @@ from fidkit.errors import BadInputError, OutputError
 def test_a_bad_log_or_output_target_is_refused_before_the_computation(folders, tmp_path, capsys, monkeypatch):
     a, b = folders
     import fidkit.cli as cli
-    monkeypatch.setattr(cli, "fid", lambda *a, **k: pytest.fail("computed before checking --log"))
+    monkeypatch.setattr(cli, "evaluate", lambda *a, **k: pytest.fail("computed before checking --log"))
     monkeypatch.setattr(cli, "compute_reference", lambda *a, **k: pytest.fail("computed before checking -o"))
     assert main(["fid", str(a), str(b), "--log", str(tmp_path)]) == 2
     assert "is a folder" in capsys.readouterr().err

@@ -10,7 +10,6 @@ caller can warn once per source instead of once per file.
 from __future__ import annotations
 
 import io
-import warnings
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -52,12 +51,14 @@ TAG_TEXT = {
 def decode_image(data: bytes, name: str) -> tuple[np.ndarray, frozenset[str]]:
     """Decode an encoded image to ``H x W x 3`` uint8; return it with its conversion tags."""
     try:
-        with warnings.catch_warnings(record=True) as caught, Image.open(io.BytesIO(data)) as im:
-            warnings.simplefilter("always", Image.DecompressionBombWarning)
+        # Decoding runs in worker threads: no warnings.catch_warnings here (it swaps process-wide state), the size
+        # is compared with PIL's limit directly.
+        with Image.open(io.BytesIO(data)) as im:
             im.load()
             arr, tags = to_rgb_uint8(im, name)
-        if any(issubclass(w.category, Image.DecompressionBombWarning) for w in caught):
-            tags = tags | {"huge"}
+            limit = Image.MAX_IMAGE_PIXELS
+            if limit and im.size[0] * im.size[1] > limit:
+                tags = tags | {"huge"}
         return arr, tags
     except Image.DecompressionBombError as e:
         raise BadInputError(f"{name}: refused, it declares more than {Image.MAX_IMAGE_PIXELS * 2:,} pixels "
