@@ -41,12 +41,17 @@ class Tap:
 
 @dataclasses.dataclass(frozen=True)
 class Preprocessing:
-    """A named way to turn uint8 RGB images into network input.
+    """A named way to turn uint8 RGB images (or video clips) into network input.
 
     ``prepare_batch`` takes a uint8 ``N x 3 x H x W`` tensor on any device and
     returns float32 ``N x 3 x size x size`` on that device; variants whose
     resize exists only per image on the CPU (PIL) give ``prepare_image`` (uint8
     ``H x W x 3`` numpy -> float32 ``3 x size x size``) instead.
+
+    Video extractors (``modality="video"``) use the same two callables with a
+    time axis before the channels: ``prepare_batch`` takes uint8
+    ``N x T x 3 x H x W`` and ``prepare_image`` one clip ``T x H x W x 3``; what
+    they return is whatever the network takes (for I3D ``N x 3 x T x S x S``).
     """
 
     name: str
@@ -59,10 +64,10 @@ class Preprocessing:
     normalization: str = ""     # e.g. "ImageNet mean/std"
 
     def prepare(self, img: np.ndarray) -> torch.Tensor:
-        """One uint8 ``H x W x 3`` image -> float32 ``3 x size x size`` network input."""
+        """One uint8 ``H x W x 3`` image (``T x H x W x 3`` clip) -> float32 network input for one sample."""
         if self.prepare_batch is None:
             return self.prepare_image(img)
-        return self.prepare_batch(torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))[None])[0]
+        return self.prepare_batch(torch.from_numpy(np.ascontiguousarray(np.moveaxis(img, -1, -3)))[None])[0]
 
     def prepare_many(self, batch: torch.Tensor) -> torch.Tensor:
         """A uint8 ``N x 3 x H x W`` batch -> network input, on the batch's device where the variant allows.
@@ -71,7 +76,7 @@ class Preprocessing:
         """
         if self.prepare_batch is not None:
             return self.prepare_batch(batch)
-        images = batch.permute(0, 2, 3, 1).cpu().numpy()
+        images = batch.movedim(-3, -1).cpu().numpy()
         return torch.stack([self.prepare_image(img) for img in images]).to(batch.device)
 
 
@@ -79,10 +84,11 @@ CENTER_CROP = "+center-crop"
 
 
 def _crop_image(img: np.ndarray) -> np.ndarray:
-    h, w = img.shape[:2]
+    """``... x H x W x C`` (an image, or a clip with a leading time axis) cut to its centre square."""
+    h, w = img.shape[-3:-1]
     s = min(h, w)
     top, left = (h - s) // 2, (w - s) // 2
-    return img[top:top + s, left:left + s]
+    return img[..., top:top + s, left:left + s, :]
 
 
 def _crop_batch(x: torch.Tensor) -> torch.Tensor:
