@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Iterable
 
 from fidkit.data.sources import ImageSource, open_source
-from fidkit.engine.evaluation import Session, emit, options_with
+from fidkit.engine.evaluation import Session, clip_options, emit, options_with
 from fidkit.engine.progress import Checkpoint
-from fidkit.engine.plan import ALL_METRICS, DEFAULT_METRICS, SideNeeds, parse_features
+from fidkit.engine.plan import ALL_METRICS, DEFAULT_METRICS, SideNeeds, make_plan, parse_features
 from fidkit.errors import BadInputError
 from fidkit.extractors import get_spec
 from fidkit.metrics.catalog import MetricOptions
@@ -39,7 +39,7 @@ def evaluate(a, b, *, metrics: str | Iterable[str] | None = None, features: str 
              workers: int | None = None, limit: int | None = None, value_range=None, force: bool = False,
              progress: bool = False, distributed: bool = False, options: MetricOptions | None = None,
              crop: str | None = None, skip_bad: bool = False, checkpoint_dir: str | os.PathLike | None = None,
-             restart: bool = False, **option_overrides) -> EvalResult:
+             restart: bool = False, clip=None, layout: str | None = None, **option_overrides) -> EvalResult:
     """Every requested metric of ``b`` (generated) against ``a`` (reference) from one feature pass per image.
 
     ``a`` and ``b`` take every source :func:`fid` takes.  ``metrics`` defaults to
@@ -55,7 +55,13 @@ def evaluate(a, b, *, metrics: str | Iterable[str] | None = None, features: str 
     an interrupted call repeated with the same arguments continues from it (its
     result equals an uninterrupted one) and removes it on success; ``restart``
     discards it first.  ``weights`` is a path (Inception) or a dict per
-    extractor.  Metric options (``kid_subsets``, ``kid_subset_size``,
+    extractor.  Video metrics (``fvd``, ``kvd``, or any generic metric with
+    ``features="i3d"``) read videos (:mod:`fidkit.data.video`): files, frame
+    folders, ``N x T x H x W x C`` arrays, ``N x T x C x H x W`` tensors (or
+    ``layout="NCTHW"``), sampled as ``clip`` says (a
+    :class:`~fidkit.data.video.ClipOptions` or a dict of ``length``, ``stride``,
+    ``start``; default 16 consecutive frames from the first), which is recorded
+    in the provenance.  Metric options (``kid_subsets``, ``kid_subset_size``,
     ``is_splits``, ``pr_k``, ``dc_k``, ``bootstrap``, ``confidence``, ``seed``)
     may be given as keywords or as a :class:`MetricOptions`.  With
     ``distributed=True`` and an initialised ``torch.distributed`` process group,
@@ -64,8 +70,10 @@ def evaluate(a, b, *, metrics: str | Iterable[str] | None = None, features: str 
     """
     start = time.perf_counter()
     opts = options_with(options, option_overrides)
-    sources = [open_source(s, value_range=value_range, limit=limit) for s in (a, b)]
-    session = Session(metrics, features, mode, weights, device, opts, sources, crop)
+    modality = make_plan(metrics, features, mode).modality
+    sources = [open_source(s, value_range=value_range, limit=limit, modality=modality, clip=clip_options(clip),
+                           layout=layout) for s in (a, b)]
+    session = Session(metrics, features, mode, weights, device, opts, sources, crop, clip)
     session.check_comparable(sources[0], sources[1], force)
     notes: list[str] = []
     run = dict(batch_size=batch_size, workers=workers, progress=progress, distributed=distributed, skip_bad=skip_bad)
@@ -120,7 +128,7 @@ def compute_reference(source, *, features: bool = False, spatial: bool = True,
                       limit: int | None = None, value_range=None, progress: bool = False,
                       distributed: bool = False, crop: str | None = None,
                       checkpoint: str | os.PathLike | None = None, checkpoint_every_s: float = 60.0,
-                      skip_bad: bool = False) -> Reference:
+                      skip_bad: bool = False, clip=None, layout: str | None = None) -> Reference:
     """Everything later evaluations need from a reference set, from one pass (one decode per image).
 
     For each extractor (default Inception): the statistics of its embedding
@@ -134,8 +142,10 @@ def compute_reference(source, *, features: bool = False, spatial: bool = True,
     it, with the result of an uninterrupted pass (delete the file once the result
     is saved; ``fidkit stats`` does).
     """
-    src = open_source(source, value_range=value_range, limit=limit)
     specs = parse_features(extractors) or [get_spec("inception")]
+    modality = make_plan(["fd"], specs).modality
+    src = open_source(source, value_range=value_range, limit=limit, modality=modality, clip=clip_options(clip),
+                      layout=layout)
     needs = SideNeeds()
     for spec in specs:
         for tap in spec.taps:
@@ -147,7 +157,7 @@ def compute_reference(source, *, features: bool = False, spatial: bool = True,
                 needs.add("stream", spec.name, tap.name)
             elif tap.role == "embedding_l2" and features:
                 needs.add("keep", spec.name, tap.name)
-    session = Session(["fd"], specs, mode, weights, device, MetricOptions(), [src], crop)
+    session = Session(["fd"], specs, mode, weights, device, MetricOptions(), [src], crop, clip)
     notes: list[str] = []
     run = dict(batch_size=batch_size, workers=workers, progress=progress, distributed=distributed, skip_bad=skip_bad)
     if checkpoint is not None:
@@ -163,10 +173,11 @@ def compute_reference(source, *, features: bool = False, spatial: bool = True,
 
 def compute_stats(source, *, extractor: str = "inception", mode: str | None = None, weights: Weights = None,
                   device=None, batch_size: int = 32, workers: int | None = None, limit: int | None = None,
-                  value_range=None, progress: bool = False, crop: str | None = None) -> FeatureStats:
+                  value_range=None, progress: bool = False, crop: str | None = None, clip=None,
+                  layout: str | None = None) -> FeatureStats:
     """Statistics of the embedding of ``extractor`` (default Inception pool3) over ``source``."""
     spec = get_spec(extractor)
     ref = compute_reference(source, spatial=False, extractors=[spec.name], mode=mode, weights=weights,
                             device=device, batch_size=batch_size, workers=workers, limit=limit,
-                            value_range=value_range, progress=progress, crop=crop)
+                            value_range=value_range, progress=progress, crop=crop, clip=clip, layout=layout)
     return ref.stats[spec.space(spec.defaults["embedding"])]

@@ -45,6 +45,13 @@ def _positive(text: str) -> int:
     return v
 
 
+def _non_negative(text: str) -> int:
+    v = int(text)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {v}")
+    return v
+
+
 def _common(p: argparse.ArgumentParser, comparison: bool = False) -> None:
     variants = "; ".join(f"{s.name}: {', '.join(p.name for p in s.preprocessing)} (default {s.default_preprocessing})"
                          for s in specs())
@@ -63,6 +70,13 @@ def _common(p: argparse.ArgumentParser, comparison: bool = False) -> None:
     p.add_argument("--limit", type=_positive, default=None, metavar="N", help="use only the first N images")
     p.add_argument("--value-range", type=_value_range, default=None, metavar="LO,HI",
                    help="value range of float image arrays (0,1 or -1,1 or 0,255)")
+    p.add_argument("--clip-length", type=_positive, default=None, metavar="T",
+                   help="video networks (fvd, i3d): frames per clip (default 16)")
+    p.add_argument("--frame-stride", type=_positive, default=None, metavar="S",
+                   help="video networks: take every S-th frame (default 1)")
+    p.add_argument("--clip-start", type=_non_negative, default=None, metavar="F",
+                   help="video networks: first frame of the clip, counted from 0 (default 0); a video with fewer "
+                        "than F + (T-1) S + 1 frames is an error naming it")
     p.add_argument("--skip-bad", action="store_true",
                    help="leave unreadable image files out (each is named in the warnings and in the JSON/log "
                         "record) instead of stopping at the first")
@@ -99,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("b", metavar="FAKE")
     p.add_argument("--metrics", default=None,
                    help="comma-separated: fid (= fd), kid (= kd), is, sfid, prdc (= pr,dc), pr, dc, fid_inf, is_inf, "
-                        "noise_floor, cmmd, fd_dinov2-style names for one feature space, or all "
+                        "noise_floor, cmmd, fvd and kvd (videos, I3D), fd_dinov2-style names for one feature space, or all "
                         f"(default {','.join(DEFAULT_METRICS)}, those that apply to --features)")
     p.add_argument("--features", "--extractors", dest="features", default=None, metavar="EXT,...",
                    help="feature extractors the generic metrics run in, each image decoded once for all: "
@@ -156,7 +170,13 @@ def _run_extractors(args) -> int:
 def _options(args) -> dict:
     return dict(mode=args.mode, crop=args.crop, weights=args.weights, device=args.device, batch_size=args.batch_size,
                 workers=args.workers, limit=args.limit, value_range=args.value_range, skip_bad=args.skip_bad,
-                progress=not args.quiet and sys.stderr.isatty(), distributed=args.distributed)
+                progress=not args.quiet and sys.stderr.isatty(), distributed=args.distributed, clip=_clip(args))
+
+
+def _clip(args) -> dict | None:
+    given = {k: v for k, v in (("length", args.clip_length), ("stride", args.frame_stride),
+                               ("start", args.clip_start)) if v is not None}
+    return given or None
 
 
 def _resume(args) -> dict:
@@ -265,13 +285,14 @@ def _print_settings(result, record: dict) -> None:
                                                "preprocessing": result.mode, "weights_sha256": record["weights_sha256"]}}
     for s in spaces.values():
         sha = s["weights_sha256"]
+        clip = f"  clip: {s['clip']}" if s.get("clip") else ""
         print(f"  mode: {s['preprocessing']}  layer: {s['layer']}  extractor: {s['extractor']}"
-              f"  weights: {sha[:12] + '…' if sha else None}  device: {result.device}")
+              f"  weights: {sha[:12] + '…' if sha else None}  device: {result.device}{clip}")
 
 
 _LABELS = {"fid": "FID", "sfid": "sFID", "kid": "KID", "is": "IS", "fid_inf": "FID-inf", "is_inf": "IS-inf",
            "noise_floor": "noise floor (real vs real FID)", "cmmd": "CMMD", "fd_dinov2": "FD-DINOv2",
-           "fd_clip": "CLIP-FID"}
+           "fd_clip": "CLIP-FID", "fvd": "FVD", "kvd": "KVD"}
 _DETAILS = ("_std", "_ci", "_sizes", "_subset_size", "_n", "_r2")
 
 

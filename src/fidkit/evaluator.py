@@ -26,7 +26,8 @@ from tqdm.auto import tqdm
 
 from fidkit.data.sources import VALUE_RANGES, open_source, to_uint8_nchw
 from fidkit.engine import distributed as D
-from fidkit.engine.evaluation import Session, emit, options_with
+from fidkit.engine.evaluation import Session, clip_options, emit, options_with
+from fidkit.engine.plan import make_plan
 from fidkit.engine.extract import Diagnostics, new_side_state, run_branches
 from fidkit.engine.state import Side, SideState
 from fidkit.errors import BadInputError
@@ -63,7 +64,7 @@ class Evaluator:
                  weights=None, device=None, value_range=None, batch_size: int = 64, force: bool = False,
                  distributed: bool | None = None, group=None, progress: bool = False,
                  workers: int | None = None, options: MetricOptions | None = None, crop: str | None = None,
-                 **option_overrides):
+                 clip=None, layout: str | None = None, **option_overrides):
         if batch_size < 1:
             raise BadInputError(f"batch_size must be at least 1, got {batch_size}")
         if value_range is not None and tuple(float(v) for v in value_range) not in VALUE_RANGES:
@@ -71,9 +72,15 @@ class Evaluator:
         self.options = options_with(options, option_overrides)
         self.value_range, self.batch_size, self.force = value_range, batch_size, force
         self._distributed, self._group = distributed, group
-        source = None if reference is None else open_source(reference, value_range=value_range)
+        self.modality = make_plan(metrics, features, mode).modality
+        if layout is not None and self.modality != "video":
+            raise BadInputError(f"layout={layout!r} applies to videos; images are N x C x H x W")
+        self.layout = layout
+        source = None if reference is None else open_source(reference, value_range=value_range,
+                                                             modality=self.modality, clip=clip_options(clip),
+                                                             layout=layout)
         self._session = Session(metrics, features, mode, weights, device, self.options,
-                                [] if source is None else [source], crop)
+                                [] if source is None else [source], crop, clip)
         plan = self._session.plan
         self.metrics = plan.metric_names
         self.mode = self._session.mode
@@ -106,7 +113,11 @@ class Evaluator:
         branches = self._real_branches if real else self._fake_branches
         diagnostics = self._diagnostics[real]
         where = f"update({'real' if real else 'generated'} batch {diagnostics.batches})"
-        u8, tags = to_uint8_nchw(images, where, self.value_range)
+        if self.modality == "video":
+            from fidkit.data.video import video_batch_to_uint8
+            u8, tags = video_batch_to_uint8(images, where, self.value_range, self.layout, self._session.clip)
+        else:
+            u8, tags = to_uint8_nchw(images, where, self.value_range)
         n = u8.shape[0]
         diagnostics.add(where, tags, count=n)
         diagnostics.batches += 1

@@ -59,6 +59,9 @@ class ImageSource:
     #: In-memory images: uint8 ``N x 3 x H x W`` batches (on the tensor's device) with their tags and a name,
     #: for the batched preprocessing path; ``None`` for files, which are decoded per image in worker threads.
     batches: Callable[[], Iterator[tuple[torch.Tensor, frozenset, str]]] | None = None
+    #: "image" (loaders return ``H x W x 3``, batches are ``N x 3 x H x W``) or "video" (``T x H x W x 3`` clips,
+    #: ``N x T x 3 x H x W`` batches; see :mod:`fidkit.data.video`)
+    modality: str = "image"
 
 
 @dataclasses.dataclass
@@ -93,9 +96,23 @@ class FeaturesSource:
 Source = ImageSource | StatsSource | FeaturesSource
 
 
-def open_source(spec, *, value_range: tuple[float, float] | None = None, limit: int | None = None) -> Source:
+def open_source(spec, *, value_range: tuple[float, float] | None = None, limit: int | None = None,
+                modality: str = "image", clip=None, layout: str | None = None) -> Source:
+    """``modality="video"`` reads videos instead (:mod:`fidkit.data.video`: files, frame folders, 5-D arrays and
+    tensors), sampled as ``clip`` (a :class:`~fidkit.data.video.ClipOptions`) says; statistics and features are
+    read alike for both."""
     if limit is not None and limit < 1:
         raise BadInputError(f"limit must be at least 1, got {limit}")
+    if modality not in ("image", "video"):
+        raise BadInputError(f"modality must be 'image' or 'video', got {modality!r}")
+    if modality == "video" and not isinstance(spec, (FeatureStats, Reference)):
+        if not (isinstance(spec, (str, os.PathLike)) and _holds_statistics_or_features(Path(spec))):
+            from fidkit.data.video import ClipOptions, open_video_source
+            return open_video_source(spec, clip=clip or ClipOptions(), value_range=value_range, limit=limit,
+                                     layout=layout)
+    elif layout is not None:
+        raise BadInputError(f"layout={layout!r} applies to videos; images are N x C x H x W tensors or "
+                            "N x H x W x C arrays")
     if isinstance(spec, FeatureStats):
         desc = spec.provenance.source or "statistics"
         return StatsSource(desc, Reference({spec.space: spec}, description=desc))
@@ -109,6 +126,26 @@ def open_source(spec, *, value_range: tuple[float, float] | None = None, limit: 
         return _array_images(spec, "batches", value_range, limit, count=None, in_memory=True)
     raise BadInputError(f"cannot use {type(spec).__name__} as a source: pass a path, a tensor, an array, "
                         "an iterable of batches, or FeatureStats")
+
+
+def _holds_statistics_or_features(path: Path) -> bool:
+    """Whether a path given as videos is in fact a saved statistics name, a statistics file or 2-D features."""
+    name = path.name.lower()
+    if not path.exists():
+        return cache.is_stats_name(str(path))
+    if path.is_dir() or not name.endswith((".npz", ".npy")):
+        return False
+    try:
+        if name.endswith(".npy"):
+            return np.load(path, mmap_mode="r", allow_pickle=False).ndim == 2
+        with np.load(path, allow_pickle=False) as z:
+            keys = list(z.files)
+        if Reference.is_statistics(keys):
+            return True
+        key = "arr_0" if "arr_0" in keys else (keys[0] if len(keys) == 1 else None)
+        return key is not None and _NpzMember(path, key).ndim == 2
+    except (NUMPY_FILE_ERRORS + (BadInputError,)):
+        return False  # the video reader names the problem
 
 
 def _describe_array(a) -> str:
@@ -170,33 +207,8 @@ def _require_regular_file(path: Path) -> None:
 
 
 def _folder(root: Path, limit) -> ImageSource:
-    """Every image file below ``root``, following symbolic links, in sorted order.
-
-    Nothing that looks like an image is left out silently: an unreadable sub-folder, a broken link, a FIFO or
-    device with an image name, and a folder reached twice through links (its images would count twice) are
-    errors that name the path.
-    """
-    def unreadable(e: OSError):
-        raise BadInputError(f"{e.filename}: cannot list this folder ({e.strerror}); its images would be left out")
-
-    files: list[Path] = []
-    seen: dict[str, str] = {}
-    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable, followlinks=True):
-        real = os.path.realpath(dirpath)
-        if real in seen:
-            raise BadInputError(f"{dirpath}: the same folder as {seen[real]} (through a symbolic link); its images "
-                                "would be counted twice")
-        seen[real] = dirpath
-        dirnames.sort()
-        for name in filenames:
-            if not _is_image(name):
-                continue
-            p = Path(dirpath) / name
-            if not p.exists():
-                raise BadInputError(f"{p}: broken symbolic link")
-            _require_regular_file(p)
-            files.append(p)
-    files.sort(key=lambda p: p.relative_to(root).as_posix())
+    """Every image file below ``root``, following symbolic links, in sorted order (see :func:`walk_files`)."""
+    files = walk_files(root, _is_image, "images")
     _check_nonempty(files, str(root))
     files = _limited(files, limit)
 
@@ -204,6 +216,37 @@ def _folder(root: Path, limit) -> ImageSource:
         for p in files:
             yield str(p), (lambda p=p: _decode_file(p))
     return ImageSource(str(root), len(files), items)
+
+
+def walk_files(root: Path, wanted: Callable[[str], bool], what: str) -> list[Path]:
+    """The files below ``root`` whose names ``wanted`` accepts, following symbolic links, sorted by relative path.
+
+    Nothing wanted is left out silently: an unreadable sub-folder, a broken link, a FIFO or device with a wanted
+    name, and a folder reached twice through links (its files would count twice) are errors that name the path;
+    ``what`` names the files in those messages ("images", "videos").
+    """
+    def unreadable(e: OSError):
+        raise BadInputError(f"{e.filename}: cannot list this folder ({e.strerror}); its {what} would be left out")
+
+    files: list[Path] = []
+    seen: dict[str, str] = {}
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            raise BadInputError(f"{dirpath}: the same folder as {seen[real]} (through a symbolic link); its {what} "
+                                "would be counted twice")
+        seen[real] = dirpath
+        dirnames.sort()
+        for name in filenames:
+            if not wanted(name):
+                continue
+            p = Path(dirpath) / name
+            if not p.exists():
+                raise BadInputError(f"{p}: broken symbolic link")
+            _require_regular_file(p)
+            files.append(p)
+    files.sort(key=lambda p: p.relative_to(root).as_posix())
+    return files
 
 
 def _decode_file(p: Path) -> Loaded:

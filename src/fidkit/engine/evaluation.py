@@ -80,9 +80,10 @@ class Session:
     """A resolved request: plan, networks, options."""
 
     def __init__(self, metrics, features, mode, weights, device, options: MetricOptions, sources: list[Source],
-                 crop: str | None = None):
+                 crop: str | None = None, clip=None):
         self.options = options
         plan = make_plan(metrics, features, mode, bootstrap=options.bootstrap > 0)
+        self.clip = video_clip(plan, clip)
         if mode is None:  # the preprocessing recorded in given statistics, else each extractor's default
             recorded = _recorded_modes(sources)
             plan.preprocessing.update({e: m for e, m in recorded.items() if e in plan.preprocessing})
@@ -117,7 +118,17 @@ class Session:
         return self._extractors[name]
 
     def branches(self, needs: SideNeeds) -> list[Branch]:
-        return [Branch(self.extractor(n), get_spec(n).variant(self.plan.preprocessing[n])) for n in needs.extractors]
+        return [Branch(self.extractor(n), get_spec(n).variant(self.plan.preprocessing[n]), self._clip_of(n))
+                for n in needs.extractors]
+
+    def _clip_of(self, name: str) -> str | None:
+        return self.clip.describe() if self.clip is not None and get_spec(name).modality == "video" else None
+
+    def provenance(self, name: str, tap: str, source: str | None = None) -> Provenance:
+        """What statistics of network ``name``'s tap ``tap`` computed in this session record."""
+        p = self.extractor(name).provenance(self.plan.preprocessing[name], tap, source)
+        clip = self._clip_of(name)
+        return p if clip is None else dataclasses.replace(p, clip=clip)
 
     @property
     def device(self):
@@ -131,8 +142,7 @@ class Session:
         if isinstance(source, FeaturesSource):
             return source.provenance
         name, tap = space.split("/", 1)
-        return self.extractor(name).provenance(self.plan.preprocessing[name], tap,
-                                               None if source is None else source.description)
+        return self.provenance(name, tap, None if source is None else source.description)
 
     def check_comparable(self, a: Source | None, b: Source | None, force: bool) -> None:
         """Refuse incomparable inputs before spending minutes on a feature pass."""
@@ -191,7 +201,7 @@ class Session:
                 inputs = Inputs(real.stats.get(space), real.features.get(space), fake.stats.get(space),
                                 fake.features.get(space), fake.n, self.options)
                 for key, value in task.metric.compute(inputs).items():
-                    values[result_key(key, task.metric, task.extractor.key)] = value
+                    values[result_key(key, task.metric, task.extractor.key, task.extractor.metric_names)] = value
         notes.extend(str(w.message) for w in caught if issubclass(w.category, FidkitWarning))
         return values
 
@@ -206,7 +216,7 @@ class Session:
             for t in self.plan.tasks:
                 if t.space not in spaces:
                     name = t.extractor.name
-                    spaces[t.space] = self.extractor(name).provenance(self.plan.preprocessing[name], t.tap)
+                    spaces[t.space] = self.provenance(name, t.tap)
         notes.extend(_nonstandard_weights(spaces))
         primary = spaces.get("inception/pool3") or next(iter(spaces.values()), Provenance.unknown())
         return EvalResult(values=values, n_a=real.n, n_b=fake.n, a=real.description, b=fake.description,
@@ -215,6 +225,33 @@ class Session:
                           options=dataclasses.asdict(self.options),
                           device=str(self.device) if uses_net and self.device is not None else None,
                           spaces=spaces, skipped={s.description: s.skipped for s in (real, fake) if s.skipped})
+
+
+def video_clip(plan: Plan, clip):
+    """The clip sampling of a video plan (default: 16 consecutive frames from the first); ``None`` for images."""
+    if plan.modality != "video":
+        if clip is not None:
+            raise BadInputError("clip options (clip length, frame stride, clip start) apply to video networks "
+                                f"(fvd, features='i3d'), not to {', '.join(plan.extractors)}")
+        return None
+    from fidkit.data.video import ClipOptions
+    return clip_options(clip) or ClipOptions()
+
+
+def clip_options(clip):
+    """``clip`` (a :class:`~fidkit.data.video.ClipOptions`, a dict of ``length``/``stride``/``start``, or ``None``)
+    as ClipOptions, or ``None``."""
+    if clip is None:
+        return None
+    from fidkit.data.video import ClipOptions
+    if isinstance(clip, ClipOptions):
+        return clip
+    if isinstance(clip, dict):
+        unknown = set(clip) - {"length", "stride", "start"}
+        if unknown:
+            raise BadInputError(f"clip: unknown option(s) {', '.join(sorted(unknown))}; use length, stride, start")
+        return ClipOptions(**clip)
+    raise BadInputError(f"clip must be a ClipOptions or a dict of length/stride/start, got {type(clip).__name__}")
 
 
 def _nonstandard_weights(spaces: dict[str, Provenance]) -> list[str]:

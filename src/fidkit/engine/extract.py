@@ -26,6 +26,7 @@ from fidkit.engine.progress import Checkpoint, Listing
 from fidkit.engine.state import SideState
 from fidkit.extractors import Extractor, Preprocessing
 from fidkit.stats.moments import FeatureStats
+from fidkit.stats.provenance import Provenance
 
 
 def default_workers() -> int:
@@ -90,10 +91,15 @@ class Branch:
 
     extractor: Extractor
     preprocessing: Preprocessing
+    clip: str | None = None        # how frames are sampled from each video (video networks), for provenance
 
     @property
     def name(self) -> str:
         return self.extractor.spec.name
+
+    def provenance(self, tap: str, source: str | None) -> Provenance:
+        p = self.extractor.provenance(self.preprocessing.name, tap, source)
+        return p if self.clip is None else dataclasses.replace(p, clip=self.clip)
 
 
 def _prepared_batches(source: ImageSource, preps: list[Preprocessing], batch_size: int, workers: int,
@@ -294,7 +300,7 @@ def new_side_state(branches: list[Branch], stream, keep, description: str) -> Si
     for space in (*stream, *keep):
         name, tap = space.split("/", 1)
         b = by_name[name]
-        prov[space] = b.extractor.provenance(b.preprocessing.name, tap, description)
+        prov[space] = b.provenance(tap, description)
         dims[space] = b.extractor.spec.tap(tap).dim
     return SideState(stream, keep, prov, dims)
 

@@ -76,13 +76,22 @@ class Plan:
     def metric_names(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(t.metric.name for t in self.tasks))
 
+    @property
+    def modality(self) -> str:
+        """What the sources must hold: ``image`` or ``video`` (one per plan, checked by :func:`make_plan`)."""
+        return next((t.extractor.modality for t in self.tasks), "image")
+
 
 def _space_keys() -> dict[str, ExtractorSpec]:
     return {s.key: s for s in specs() if s.key}
 
 
 def _split_space(token: str) -> tuple[str, ExtractorSpec | None]:
-    """``fd_dinov2`` -> (``fd``, the DINOv2 spec); ``fd`` -> (``fd``, None)."""
+    """``fd_dinov2`` -> (``fd``, the DINOv2 spec); ``fvd`` -> (``fd``, the I3D spec); ``fd`` -> (``fd``, None)."""
+    for spec in specs():
+        for generic, named in spec.metric_names.items():
+            if token == named:
+                return generic, spec
     for key, spec in sorted(_space_keys().items(), key=lambda kv: -len(kv[0])):
         if token.endswith("_" + key):
             base = token[: -len(key) - 1]
@@ -202,6 +211,12 @@ def make_plan(metrics: str | Iterable[str] | None = None, features: str | Iterab
         raise BadInputError("no metric requested" if not names else
                             f"none of the metrics {', '.join(map(str, names))} applies to the feature spaces "
                             f"{', '.join(s.name for s in generic_spaces)}")
+    modalities = {t.extractor.modality for t in tasks}
+    if len(modalities) > 1:
+        by = {m: sorted({t.extractor.name for t in tasks if t.extractor.modality == m}) for m in sorted(modalities)}
+        raise BadInputError("one evaluation reads either images or videos: "
+                            + "; ".join(f"{', '.join(n)} read {m}s" for m, n in by.items())
+                            + ". Evaluate each kind in its own call (for FVD: metrics='fvd' or features='i3d').")
     real, fake = SideNeeds(), SideNeeds()
     for t in tasks:
         how_real, how_fake = t.metric.needs(bootstrap)
@@ -225,5 +240,6 @@ def with_crop(preprocessing: dict[str, str], crop: str | None) -> dict[str, str]
 def _known_names() -> list[str]:
     keys = [s.key for s in specs() if s.key]
     generic = [m.name for m in METRICS.values() if m.extractors is None]
-    return (sorted(set(METRICS) | set(ALIASES)) + ["all"] +
+    named = sorted({n for s in specs() for n in s.metric_names.values()})
+    return (sorted(set(METRICS) | set(ALIASES)) + named + ["all"] +
             [f"{g}_{k}" for k in keys for g in generic if g in ("fd", "kd")])

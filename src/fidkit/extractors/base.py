@@ -26,6 +26,7 @@ ROLES = {
     "logits": "class logits without bias (Inception Score)",
     "spatial": "spatial features (sFID)",
     "embedding_l2": "an L2-normalised embedding (CMMD)",
+    "pooled": "pooled features before a classifier head, read by no metric (for analysis, by tap name)",
 }
 
 
@@ -137,6 +138,9 @@ class ExtractorSpec:
     read_weights: Callable[[Path], dict] | None = None
     #: the identity of a network given in memory (``weights`` is None): sha256 of its parameters
     weights_digest: str | None = None
+    #: names the field gives a generic metric in this space (I3D: ``{"fd": "fvd", "kd": "kvd"}``); they are
+    #: accepted as metric names and used as result keys instead of ``fd_i3d``
+    metric_names: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def tap(self, name: str) -> Tap:
         for t in self.taps:

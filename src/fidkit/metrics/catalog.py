@@ -179,14 +179,17 @@ METRICS: dict[str, MetricSpec] = {m.name: m for m in (
 ALIASES = {"fid": ("fd",), "kid": ("kd",), "fid_inf": ("fd_inf",), "prdc": ("pr", "dc")}
 
 
-def result_key(key: str, metric: MetricSpec, space_key: str) -> str:
+def result_key(key: str, metric: MetricSpec, space_key: str, names: dict[str, str] | None = None) -> str:
     """The name of one value in a result: ``fd`` -> ``fid`` (Inception) or ``fd_dinov2``; ``fd_ci`` ->
-    ``fid_ci`` or ``fd_dinov2_ci``; ``precision`` -> ``precision`` or ``precision_dinov2``."""
+    ``fid_ci`` or ``fd_dinov2_ci``; ``precision`` -> ``precision`` or ``precision_dinov2``.  ``names`` are the
+    space's own names of generic metrics (I3D: ``fd`` -> ``fvd``, so ``fd_ci`` -> ``fvd_ci``)."""
     if metric.extractors is not None and len(metric.extractors) == 1:
         return key                                     # a metric of one space needs no suffix (is, sfid, cmmd)
     bases = sorted({metric.name, "precision", "recall", "density", "coverage"}, key=len, reverse=True)
     base = next((b for b in bases if key == b or key.startswith(b + "_")), key)
     rest = key[len(base):]
+    if names and base == metric.name and base in names:
+        return names[base] + rest
     if not space_key:
         if metric.inception_name and base == metric.name:
             return metric.inception_name + rest

@@ -43,7 +43,8 @@ class EvalResult:
             "skipped": {source: list(files) for source, files in self.skipped.items()},
             "feature_spaces": {space: {"extractor": q.extractor, "weights_sha256": q.weights_sha256,
                                        "layer": q.layer, "preprocessing": q.mode,
-                                       "published_weights": _published(space, q.weights_sha256)}
+                                       "published_weights": _published(space, q.weights_sha256),
+                                       **({"clip": q.clip} if q.clip is not None else {})}
                                for space, q in self.spaces.items()},
         }
 

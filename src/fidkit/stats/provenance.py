@@ -20,6 +20,7 @@ _COMPARED = {
     "weights_sha256": "network weights (sha256)",
     "layer": "layer",
     "mode": "preprocessing mode",
+    "clip": "video clip sampling",
 }
 
 
@@ -27,8 +28,9 @@ _COMPARED = {
 class Provenance:
     """How statistics were computed.
 
-    ``extractor``, ``weights_sha256``, ``layer`` and ``mode`` decide whether two
-    statistics are comparable.  ``source`` and ``fidkit_version`` are
+    ``extractor``, ``weights_sha256``, ``layer``, ``mode`` and (for video
+    networks) ``clip``, how frames were sampled from each video, decide whether
+    two statistics are comparable.  ``source`` and ``fidkit_version`` are
     informational.  ``known=False`` marks statistics read from a file that carries
     no provenance (e.g. a pytorch-fid or ADM ``.npz`` with only ``mu``/``sigma``).
     """
@@ -40,6 +42,7 @@ class Provenance:
     source: str | None = None
     fidkit_version: str | None = None
     known: bool = True
+    clip: str | None = None
 
     @classmethod
     def unknown(cls, source: str | None = None) -> "Provenance":
