@@ -10,7 +10,7 @@
 
 from fidkit.extractors.base import (ROLES, ExtractorSpec, Preprocessing, Tap, available, custom_extractor,
                                     get_spec, register, specs)
-from fidkit.extractors import clip, dinov2, inception  # noqa: F401  (each registers itself)
+from fidkit.extractors import clip, dinov2, i3d, inception  # noqa: F401  (each registers itself)
 from fidkit.extractors.runtime import Extractor, InceptionExtractor, default_device, resolve_device
 
 __all__ = ["ExtractorSpec", "Preprocessing", "Tap", "ROLES", "register", "get_spec", "available", "specs",
