@@ -13,6 +13,8 @@ from fidkit.evaluator import Evaluator, evaluate_generator, sample_seeds, seeded
 from fidkit.extractors import ExtractorSpec, Preprocessing, Tap, custom_extractor, register
 from fidkit.extractors.inception import MODES
 from fidkit.metrics.frechet import frechet_distance, frechet_distance_from_moments
+from fidkit.metrics.differentiable import FrechetReference, frechet_distance_torch, kid_torch
+from fidkit.differentiable import DifferentiableFID
 from fidkit.report.result import EvalResult, FIDResult
 from fidkit.stats.moments import FeatureStats
 from fidkit.stats.provenance import Provenance
@@ -24,4 +26,5 @@ __all__ = [
     "FIDResult", "MODES", "FidkitError", "BadInputError", "IncomparableStatsError", "WeightsUnavailableError",
     "FidkitWarning", "Evaluator", "evaluate_generator", "sample_seeds", "seeded_randn", "__version__",
     "ExtractorSpec", "Preprocessing", "Tap", "custom_extractor", "register",
+    "DifferentiableFID", "FrechetReference", "frechet_distance_torch", "kid_torch",
 ]

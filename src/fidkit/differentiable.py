@@ -1,0 +1,181 @@
+"""FID as a differentiable training signal: ``loss = DifferentiableFID(reference=...)(images)``.
+
+The value is the Fréchet distance between the features of one batch and fixed
+reference statistics, computed exactly at every batch size from a b x b matrix
+(:mod:`fidkit.metrics.differentiable`), with the gradient flowing back through
+the network and a differentiable form of its preprocessing to the images.
+
+What the number is and is not: the FID of a batch of b images is a strongly
+biased estimate (FID falls as N grows; REFERENCE.md §2.3), useful as a loss or
+a per-batch signal, never as a reportable FID.  Report FIDs from
+:func:`fidkit.evaluate` on 50k samples.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import torch
+from torch.utils.checkpoint import checkpoint
+
+from fidkit.data.sources import StatsSource, open_source
+from fidkit.engine.evaluation import emit
+from fidkit.errors import BadInputError, FidkitWarning
+from fidkit.extractors import Extractor, get_spec
+from fidkit.extractors.runtime import _exact_float32
+from fidkit.metrics.differentiable import FrechetReference, frechet_distance_torch
+from fidkit.stats.moments import FeatureStats
+from fidkit.stats.reference import Reference
+
+__all__ = ["DifferentiableFID"]
+
+
+class DifferentiableFID(torch.nn.Module):
+    """The Fréchet distance of a batch of images to a fixed reference, differentiable w.r.t. the images.
+
+    ``reference``: a statistics file or saved name (``fidkit stats``), a
+    :class:`~fidkit.stats.FeatureStats` or :class:`~fidkit.stats.Reference`, or
+    images (a folder, archive, array or tensor: their statistics are computed
+    once, with the same network and preprocessing).  ``extractor`` (default
+    Inception) and ``mode`` pick the feature space and preprocessing; only
+    preprocessing written in torch has a gradient (Inception ``tf``, the
+    published protocol and the default, or ``pytorch``; clean-fid's PIL resize
+    is refused).  ``value_range`` declares what black and white are in the
+    float images passed to the call.  ``checkpointing=True`` recomputes each
+    block's activations in the backward pass instead of keeping them (less
+    memory, about one more forward of time).  ``dtype`` is the precision of the
+    Fréchet distance (float64 by default: the trace term cancels large numbers).
+
+    Calling it on float ``N x 3 x H x W`` images (N >= 2, any device) returns a
+    0-d tensor.  :meth:`features` gives the differentiable embedding itself, for
+    :func:`fidkit.kid_torch` or another loss.
+    """
+
+    def __init__(self, reference, *, extractor: str = "inception", mode: str | None = None,
+                 weights: str | os.PathLike | None = None, device=None, value_range=(0, 1),
+                 checkpointing: bool = False, dtype: torch.dtype = torch.float64, force: bool = False):
+        super().__init__()
+        spec = get_spec(extractor)
+        if spec.modality != "image":
+            raise BadInputError(f"DifferentiableFID takes images; {spec.name} reads {spec.modality}s")
+        self.spec = spec
+        self.preprocessing = spec.variant(mode)
+        if self.preprocessing.prepare_batch is None:
+            torch_variants = [p.name for p in spec.preprocessing if p.prepare_batch is not None]
+            raise BadInputError(
+                f"mode {self.preprocessing.name!r} of {spec.name} resizes with PIL on the CPU ({self.preprocessing.resize}), "
+                "which has no gradient; a differentiable FID needs a torch preprocessing: "
+                + (", ".join(torch_variants) if torch_variants else "this extractor has none"))
+        lo, hi = (float(v) for v in value_range)
+        if not hi > lo:
+            raise BadInputError(f"value_range={tuple(value_range)}: the second value (white) must exceed the first")
+        self.value_range = (lo, hi)
+        # A network of its own (not the cache shared with evaluate()): checkpointing rewires its blocks.
+        self.extractor = Extractor(spec, weights, device)
+        self.tap = spec.defaults["embedding"]
+        self.dtype = dtype
+        self.checkpointing = checkpointing
+        if checkpointing:
+            _checkpoint_children(self.extractor.net)
+        stats = self._reference_stats(reference, force)
+        self.reference_stats = stats
+        self._reference = FrechetReference.from_stats(stats).to(self.extractor.device, dtype)
+        self._warned_range = False
+
+    # ---------------------------------------------------------------------------------
+    def _reference_stats(self, reference, force: bool) -> FeatureStats:
+        mine = self.extractor.provenance(self.preprocessing.name, self.tap)
+        space = self.spec.space(self.tap)
+        if isinstance(reference, (FeatureStats, Reference)) or isinstance(reference, (str, os.PathLike)):
+            source = open_source(reference)
+        else:
+            source = None
+        if isinstance(source, StatsSource):
+            stats = source.reference.stats.get(space)
+            if stats is None:
+                only = next(iter(source.reference.stats.values()), None)
+                if len(source.reference.stats) == 1 and not only.provenance.known:
+                    stats = only  # a pytorch-fid / ADM file: mu/sigma without provenance
+                else:
+                    raise BadInputError(f"{source.description} holds no {space} statistics (it has "
+                                        f"{', '.join(source.reference.stats) or 'none'})")
+            emit(mine.check_comparable(stats.provenance, force=force))
+            if stats.dim != self.spec.tap(self.tap).dim:
+                raise BadInputError(f"{source.description}: statistics of dimension {stats.dim}, but {space} has "
+                                    f"{self.spec.tap(self.tap).dim}")
+            return stats
+        from fidkit.api import compute_reference
+        ref = compute_reference(reference, extractors=[self.spec.name], spatial=False, mode=self.preprocessing.name,
+                                weights=self.extractor.weights_path, device=self.extractor.device)
+        return ref.stats[space]
+
+    # ---------------------------------------------------------------------------------
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """The embedding of float ``N x 3 x H x W`` images, differentiable w.r.t. them (float32, ``N x d``)."""
+        if not isinstance(images, torch.Tensor):
+            raise BadInputError(f"DifferentiableFID takes a float tensor of images, got {type(images).__name__}")
+        if not images.is_floating_point():
+            raise BadInputError(f"images of dtype {images.dtype} have no gradient: pass floats in the declared "
+                                f"value_range {self.value_range} (for a reportable FID of stored images use "
+                                "fidkit.evaluate)")
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise BadInputError(f"images of shape {tuple(images.shape)}; expected N x 3 x H x W RGB")
+        lo, hi = self.value_range
+        self._check_range(images, lo, hi)
+        pixels = (images.to(self.extractor.device, torch.float32) - lo) * (255.0 / (hi - lo))
+        x = self.preprocessing.prepare_batch(pixels)
+        if getattr(self.extractor.net, "channels_last", False):
+            x = x.contiguous(memory_format=torch.channels_last)
+        with _exact_float32(self.extractor.device):
+            return self.extractor.net(x, (self.tap,))[self.tap]
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        feats = self.features(images)
+        return frechet_distance_torch(feats, self._reference, dtype=self.dtype)
+
+    def _check_range(self, images: torch.Tensor, lo: float, hi: float) -> None:
+        with torch.no_grad():
+            mn, mx = float(images.min()), float(images.max())
+        slack = (hi - lo) / 255
+        if mn < lo - (hi - lo) / 4 or mx > hi + (hi - lo) / 4:
+            raise BadInputError(f"images range over [{mn:.3g}, {mx:.3g}], far outside the declared value_range "
+                                f"({lo:g}, {hi:g}); declare the range the generator produces")
+        if (mn < lo - slack or mx > hi + slack) and not self._warned_range:
+            self._warned_range = True
+            warnings.warn(f"images range over [{mn:.3g}, {mx:.3g}], outside the declared value_range ({lo:g}, "
+                          f"{hi:g}); they are used as they are (not clipped, which would stop the gradient)",
+                          FidkitWarning, stacklevel=3)
+
+    def extra_repr(self) -> str:
+        return (f"extractor={self.spec.name}, mode={self.preprocessing.name}, value_range={self.value_range}, "
+                f"reference N={self.reference_stats.n}, checkpointing={self.checkpointing}")
+
+
+class _Checkpointed(torch.nn.Module):
+    """A block whose activations are recomputed in the backward pass instead of stored."""
+
+    def __init__(self, block: torch.nn.Module):
+        super().__init__()
+        self.block = block
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:  # the network reads attributes of its blocks (sizes, weights): the block's own
+            return getattr(super().__getattr__("block"), name)
+
+    def forward(self, *args, **kwargs):
+        if not torch.is_grad_enabled():
+            return self.block(*args, **kwargs)
+        return checkpoint(self.block, *args, use_reentrant=False, **kwargs)
+
+
+def _checkpoint_children(net: torch.nn.Module) -> None:
+    """Wrap each top-level block of ``net`` (each element of a top-level ModuleList) in :class:`_Checkpointed`."""
+    for name, child in list(net.named_children()):
+        if isinstance(child, torch.nn.ModuleList):
+            for i, block in enumerate(child):
+                child[i] = _Checkpointed(block)
+        elif any(True for _ in child.children()):  # composite blocks; single layers cost little to keep
+            setattr(net, name, _Checkpointed(child))
