@@ -6,6 +6,8 @@ fixture).  Expected values come from the non-differentiable pipeline
 finite differences.
 """
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -94,17 +96,20 @@ def test_gradient_is_the_chain_rule_of_an_exact_feature_gradient(weights, refere
 
 
 def test_checkpointing_gives_the_same_value_and_gradient(weights, reference):
-    images, _ = _batch(3, seed=8)
+    images, _ = _batch(5, seed=8)
     grads, values = [], []
-    for ckpt in (False, True):
+    for ckpt in (False, True, 2):                          # 2: chunks of 2, 2 and 1 images
         dfid = DifferentiableFID(reference, weights=weights, device="cpu", checkpointing=ckpt)
         x = images.clone().requires_grad_(True)
         v = dfid(x)
         v.backward()
         values.append(v.item())
         grads.append(x.grad)
-    assert values[1] == pytest.approx(values[0], rel=1e-9)
-    torch.testing.assert_close(grads[1], grads[0], rtol=1e-5, atol=1e-9)
+    for v, g in zip(values[1:], grads[1:]):
+        assert v == pytest.approx(values[0], rel=1e-9)
+        torch.testing.assert_close(g, grads[0], rtol=1e-5, atol=1e-9)
+    with pytest.raises(fidkit.BadInputError, match="checkpointing"):
+        DifferentiableFID(reference, weights=weights, device="cpu", checkpointing=0)
 
 
 def test_value_range_is_applied(weights, reference):
@@ -135,7 +140,14 @@ def test_statistics_of_another_preprocessing_are_refused(weights, reference_imag
     ref = fidkit.compute_reference(reference_images, weights=weights, device="cpu", spatial=False, mode="pytorch")
     ref.save(tmp_path / "pytorch.npz")
     with pytest.raises(fidkit.IncomparableStatsError, match="preprocessing"):
-        DifferentiableFID(tmp_path / "pytorch.npz", weights=weights, device="cpu")
+        DifferentiableFID(tmp_path / "pytorch.npz", mode="tf", weights=weights, device="cpu")
+    # without a mode, the one the statistics record (as evaluate() does)
+    assert DifferentiableFID(tmp_path / "pytorch.npz", weights=weights, device="cpu").preprocessing.name == "pytorch"
+    ref.stats["inception/pool3"].provenance = dataclasses.replace(ref.stats["inception/pool3"].provenance,
+                                                                  mode="clean")
+    ref.save(tmp_path / "clean.npz")
+    with pytest.raises(fidkit.BadInputError, match="no gradient"):
+        DifferentiableFID(tmp_path / "clean.npz", weights=weights, device="cpu")
 
 
 def test_descent_lowers_the_batch_fid(weights, reference):

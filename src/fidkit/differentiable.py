@@ -17,7 +17,6 @@ import os
 import warnings
 
 import torch
-from torch.utils.checkpoint import checkpoint
 
 from fidkit.data.sources import StatsSource, open_source
 from fidkit.engine.evaluation import emit
@@ -42,9 +41,11 @@ class DifferentiableFID(torch.nn.Module):
     preprocessing written in torch has a gradient (Inception ``tf``, the
     published protocol and the default, or ``pytorch``; clean-fid's PIL resize
     is refused).  ``value_range`` declares what black and white are in the
-    float images passed to the call.  ``checkpointing=True`` recomputes each
-    block's activations in the backward pass instead of keeping them (less
-    memory, about one more forward of time).  ``dtype`` is the precision of the
+    float images passed to the call.  ``checkpointing=True`` (or a number of
+    images) keeps no activations from the forward pass and recomputes them in
+    the backward pass, 4 images (that number) at a time: the memory of the
+    network's activations no longer grows with the batch, for about one more
+    forward of time, with the same gradient.  ``dtype`` is the precision of the
     Fréchet distance (float64 by default: the trace term cancels large numbers).
 
     Calling it on float ``N x 3 x H x W`` images (N >= 2, any device) returns a
@@ -54,61 +55,52 @@ class DifferentiableFID(torch.nn.Module):
 
     def __init__(self, reference, *, extractor: str = "inception", mode: str | None = None,
                  weights: str | os.PathLike | None = None, device=None, value_range=(0, 1),
-                 checkpointing: bool = False, dtype: torch.dtype = torch.float64, force: bool = False):
+                 checkpointing: bool | int = False, dtype: torch.dtype = torch.float64, force: bool = False):
         super().__init__()
         spec = get_spec(extractor)
         if spec.modality != "image":
             raise BadInputError(f"DifferentiableFID takes images; {spec.name} reads {spec.modality}s")
         self.spec = spec
+        self.tap = spec.defaults["embedding"]
+        self.space = spec.space(self.tap)
+        given = _given_statistics(reference, self.space)
+        if mode is None and given is not None and given[1].provenance.known and given[1].provenance.mode:
+            mode = given[1].provenance.mode        # as evaluate(): the preprocessing the statistics record
         self.preprocessing = spec.variant(mode)
         if self.preprocessing.prepare_batch is None:
             torch_variants = [p.name for p in spec.preprocessing if p.prepare_batch is not None]
             raise BadInputError(
-                f"mode {self.preprocessing.name!r} of {spec.name} resizes with PIL on the CPU ({self.preprocessing.resize}), "
-                "which has no gradient; a differentiable FID needs a torch preprocessing: "
-                + (", ".join(torch_variants) if torch_variants else "this extractor has none"))
+                f"mode {self.preprocessing.name!r} of {spec.name} resizes with PIL on the CPU "
+                f"({self.preprocessing.resize}), which has no gradient; a differentiable FID needs a torch "
+                "preprocessing (" + (", ".join(torch_variants) if torch_variants else "this extractor has none")
+                + ") and reference statistics computed with it")
         lo, hi = (float(v) for v in value_range)
         if not hi > lo:
             raise BadInputError(f"value_range={tuple(value_range)}: the second value (white) must exceed the first")
         self.value_range = (lo, hi)
-        # A network of its own (not the cache shared with evaluate()): checkpointing rewires its blocks.
-        self.extractor = Extractor(spec, weights, device)
-        self.tap = spec.defaults["embedding"]
         self.dtype = dtype
-        self.checkpointing = checkpointing
-        if checkpointing:
-            _checkpoint_children(self.extractor.net)
-        stats = self._reference_stats(reference, force)
+        if isinstance(checkpointing, bool):
+            self.chunk = 4 if checkpointing else None
+        elif isinstance(checkpointing, int) and checkpointing >= 1:
+            self.chunk = checkpointing
+        else:
+            raise BadInputError(f"checkpointing={checkpointing!r}: use True, False or a number of images (>= 1)")
+        self.extractor = Extractor.get(spec, weights, device)     # the network evaluate() uses, loaded once
+        mine = self.extractor.provenance(self.preprocessing.name, self.tap)
+        if given is not None:
+            description, stats = given
+            emit(mine.check_comparable(stats.provenance, force=force))
+            if stats.dim != spec.tap(self.tap).dim:
+                raise BadInputError(f"{description}: statistics of dimension {stats.dim}, but {self.space} has "
+                                    f"{spec.tap(self.tap).dim}")
+        else:              # images: their statistics with this network and preprocessing
+            from fidkit.api import compute_reference
+            stats = compute_reference(reference, extractors=[spec.name], spatial=False, mode=self.preprocessing.name,
+                                      weights=self.extractor.weights_path, device=self.extractor.device
+                                      ).stats[self.space]
         self.reference_stats = stats
         self._reference = FrechetReference.from_stats(stats).to(self.extractor.device, dtype)
         self._warned_range = False
-
-    # ---------------------------------------------------------------------------------
-    def _reference_stats(self, reference, force: bool) -> FeatureStats:
-        mine = self.extractor.provenance(self.preprocessing.name, self.tap)
-        space = self.spec.space(self.tap)
-        if isinstance(reference, (FeatureStats, Reference)) or isinstance(reference, (str, os.PathLike)):
-            source = open_source(reference)
-        else:
-            source = None
-        if isinstance(source, StatsSource):
-            stats = source.reference.stats.get(space)
-            if stats is None:
-                only = next(iter(source.reference.stats.values()), None)
-                if len(source.reference.stats) == 1 and not only.provenance.known:
-                    stats = only  # a pytorch-fid / ADM file: mu/sigma without provenance
-                else:
-                    raise BadInputError(f"{source.description} holds no {space} statistics (it has "
-                                        f"{', '.join(source.reference.stats) or 'none'})")
-            emit(mine.check_comparable(stats.provenance, force=force))
-            if stats.dim != self.spec.tap(self.tap).dim:
-                raise BadInputError(f"{source.description}: statistics of dimension {stats.dim}, but {space} has "
-                                    f"{self.spec.tap(self.tap).dim}")
-            return stats
-        from fidkit.api import compute_reference
-        ref = compute_reference(reference, extractors=[self.spec.name], spatial=False, mode=self.preprocessing.name,
-                                weights=self.extractor.weights_path, device=self.extractor.device)
-        return ref.stats[space]
 
     # ---------------------------------------------------------------------------------
     def features(self, images: torch.Tensor) -> torch.Tensor:
@@ -121,8 +113,13 @@ class DifferentiableFID(torch.nn.Module):
                                 "fidkit.evaluate)")
         if images.ndim != 4 or images.shape[1] != 3:
             raise BadInputError(f"images of shape {tuple(images.shape)}; expected N x 3 x H x W RGB")
+        self._check_range(images, *self.value_range)
+        if self.chunk is None or not torch.is_grad_enabled() or not images.requires_grad:
+            return self._embed(images)
+        return _Recomputed.apply(self._embed, self.chunk, images)
+
+    def _embed(self, images: torch.Tensor) -> torch.Tensor:
         lo, hi = self.value_range
-        self._check_range(images, lo, hi)
         pixels = (images.to(self.extractor.device, torch.float32) - lo) * (255.0 / (hi - lo))
         x = self.preprocessing.prepare_batch(pixels)
         if getattr(self.extractor.net, "channels_last", False):
@@ -149,33 +146,45 @@ class DifferentiableFID(torch.nn.Module):
 
     def extra_repr(self) -> str:
         return (f"extractor={self.spec.name}, mode={self.preprocessing.name}, value_range={self.value_range}, "
-                f"reference N={self.reference_stats.n}, checkpointing={self.checkpointing}")
+                f"reference N={self.reference_stats.n}, checkpointing={self.chunk or False}")
 
 
-class _Checkpointed(torch.nn.Module):
-    """A block whose activations are recomputed in the backward pass instead of stored."""
+def _given_statistics(reference, space: str) -> tuple[str, FeatureStats] | None:
+    """``(description, statistics in space)`` when ``reference`` is statistics (a file, a saved name,
+    FeatureStats, a Reference); ``None`` when it is images."""
+    if not isinstance(reference, (FeatureStats, Reference, str, os.PathLike)):
+        return None
+    source = open_source(reference)
+    if not isinstance(source, StatsSource):
+        return None
+    stats = source.reference.stats.get(space)
+    if stats is None:
+        only = next(iter(source.reference.stats.values()), None)
+        if len(source.reference.stats) == 1 and not only.provenance.known:
+            return source.description, only  # a pytorch-fid / ADM file: mu/sigma without provenance
+        raise BadInputError(f"{source.description} holds no {space} statistics (it has "
+                            f"{', '.join(source.reference.stats) or 'none'})")
+    return source.description, stats
 
-    def __init__(self, block: torch.nn.Module):
-        super().__init__()
-        self.block = block
 
-    def __getattr__(self, name: str):
-        try:
-            return super().__getattr__(name)
-        except AttributeError:  # the network reads attributes of its blocks (sizes, weights): the block's own
-            return getattr(super().__getattr__("block"), name)
+class _Recomputed(torch.autograd.Function):
+    """``fn(images)`` without storing its activations: the forward runs without a graph, in chunks; the backward
+    runs ``fn`` again on ``chunk`` images at a time and back-propagates through that chunk only.  The gradient is
+    the same (``fn`` treats images independently, and has no randomness); the memory of activations is that of
+    ``chunk`` images whatever the batch; the time is one more forward."""
 
-    def forward(self, *args, **kwargs):
-        if not torch.is_grad_enabled():
-            return self.block(*args, **kwargs)
-        return checkpoint(self.block, *args, use_reentrant=False, **kwargs)
+    @staticmethod
+    def forward(ctx, fn, chunk: int, images: torch.Tensor) -> torch.Tensor:
+        ctx.fn, ctx.chunk = fn, chunk
+        ctx.save_for_backward(images)
+        return torch.cat([fn(images[i:i + chunk]) for i in range(0, images.shape[0], chunk)])
 
-
-def _checkpoint_children(net: torch.nn.Module) -> None:
-    """Wrap each top-level block of ``net`` (each element of a top-level ModuleList) in :class:`_Checkpointed`."""
-    for name, child in list(net.named_children()):
-        if isinstance(child, torch.nn.ModuleList):
-            for i, block in enumerate(child):
-                child[i] = _Checkpointed(block)
-        elif any(True for _ in child.children()):  # composite blocks; single layers cost little to keep
-            setattr(net, name, _Checkpointed(child))
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (images,) = ctx.saved_tensors
+        out = torch.empty_like(images)
+        for i in range(0, images.shape[0], ctx.chunk):
+            with torch.enable_grad():
+                x = images[i:i + ctx.chunk].detach().requires_grad_(True)
+                (out[i:i + ctx.chunk],) = torch.autograd.grad(ctx.fn(x), x, grad[i:i + ctx.chunk])
+        return None, None, out

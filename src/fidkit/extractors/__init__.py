@@ -5,6 +5,7 @@
 ``dinov2``         DINOv2 ViT-L/14 CLS token (``dinov2-vitb14``: the cheaper ViT-B/14)
 ``clip``           OpenAI CLIP ViT-B/32 image embedding: CLIP-FID as clean-fid computes it
 ``clip-vitl14-336`` OpenAI CLIP ViT-L/14@336px, L2-normalised: CMMD
+``i3d``            Inception-I3D (Kinetics-400) logits averaged over time, on video clips: FVD
 =================  =====================================================================
 """
 
