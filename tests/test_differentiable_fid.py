@@ -165,3 +165,26 @@ def test_descent_lowers_the_batch_fid(weights, reference):
         values.append(loss.item())
     assert values[-1] < values[0]
     assert np.all(np.isfinite(values))
+
+
+def test_other_feature_spaces_with_a_torch_preprocessing(dinov2_weights, reference_images, tmp_path):
+    """DINOv2 with EDM2's batched torch resize is differentiable too; dgm-eval's PIL resize is refused."""
+    ref = fidkit.compute_reference(reference_images, extractors="dinov2-vitb14", mode="edm2",
+                                   weights={"dinov2-vitb14": dinov2_weights}, device="cpu")
+    ref.save(tmp_path / "dino.npz")
+    dfid = DifferentiableFID(tmp_path / "dino.npz", extractor="dinov2-vitb14", weights=dinov2_weights, device="cpu")
+    assert dfid.preprocessing.name == "edm2"
+    images, u8 = _batch(4, seed=6)
+    x = images.clone().requires_grad_(True)
+    value = dfid(x)
+    value.backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+    ext = Extractor.get("dinov2-vitb14", dinov2_weights, "cpu")
+    feats = ext(get_spec("dinov2-vitb14").variant("edm2").prepare_many(
+        torch.from_numpy(u8).permute(0, 3, 1, 2)))["cls"].double().numpy()
+    r = ref.stats["dinov2-vitb14/cls"]
+    expected = frechet_distance_from_moments(feats.mean(0), np.cov(feats, rowvar=False), r.mean, r.cov)
+    assert value.item() == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(fidkit.BadInputError, match="no gradient"):
+        DifferentiableFID(tmp_path / "dino.npz", extractor="dinov2-vitb14", mode="dgm-eval",
+                          weights=dinov2_weights, device="cpu")

@@ -114,6 +114,11 @@ def test_evaluator_online_equals_offline(clips, i3d_weights, tmp_path):
                            value_range=(0, 1), layout="NCTHW")
     ev2.update(x.permute(0, 2, 1, 3, 4))
     assert ev2.compute()["fvd"] == pytest.approx(offline["fvd"], rel=1e-6)
+    # a saved state resumes only an evaluator of the same clip sampling
+    other = fidkit.Evaluator("fvd", reference=tmp_path / "ref.npz", weights=i3d_weights, device="cpu",
+                             clip={"length": 12}, force=True)
+    with pytest.raises(fidkit.BadInputError, match="clip"):
+        other.load_state_dict(ev2.state_dict())
 
 
 def test_requests_that_mix_images_and_videos_or_misplace_options_are_refused(clips, i3d_weights):

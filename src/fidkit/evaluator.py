@@ -50,7 +50,10 @@ class Evaluator:
     Images are ``N x C x H x W`` tensors (any device) or ``N x H x W x C``
     numpy arrays, uint8 in [0, 255], or float with a declared ``value_range``
     ((0, 1), (-1, 1) or (0, 255)); floats are rounded to 8 bits as saving them
-    as PNG would, so online and offline numbers agree.  ``batch_size`` bounds
+    as PNG would, so online and offline numbers agree.  For video metrics
+    (``fvd``, ``features="i3d"``) they are videos ``N x T x C x H x W`` (or
+    ``N x C x T x H x W`` with ``layout="NCTHW"``), sampled as ``clip`` says
+    (a :class:`~fidkit.data.video.ClipOptions` or dict).  ``batch_size`` bounds
     how many images go through the network at once (larger ``update`` batches
     are split).  ``distributed`` is ``None`` (combine processes whenever a
     ``torch.distributed`` group is initialised), ``True`` or ``False``.  The
@@ -184,7 +187,8 @@ class Evaluator:
         return {"metrics": list(self.metrics), "tasks": [f"{t.metric.name}@{t.space}" for t in plan.tasks],
                 "mode": dict(plan.preprocessing),
                 "weights_sha256": {n: self._session.extractor(n).weights_sha256 for n in plan.extractors},
-                "options": dict(vars(self.options))}
+                "options": dict(vars(self.options)),
+                "clip": None if self._session.clip is None else self._session.clip.describe()}
 
     def state_dict(self) -> dict:
         """This process's accumulated state: tensors and plain values (``torch.save`` it; load with

@@ -17,7 +17,6 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 import fidkit
 from fidkit.errors import BadInputError, WeightsUnavailableError

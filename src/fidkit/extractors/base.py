@@ -47,7 +47,9 @@ class Preprocessing:
     ``prepare_batch`` takes a uint8 ``N x 3 x H x W`` tensor on any device and
     returns float32 ``N x 3 x size x size`` on that device; variants whose
     resize exists only per image on the CPU (PIL) give ``prepare_image`` (uint8
-    ``H x W x 3`` numpy -> float32 ``3 x size x size``) instead.
+    ``H x W x 3`` numpy -> float32 ``3 x size x size``) instead.  A ``prepare_batch``
+    written in torch also takes float pixel values in [0, 255] and is then
+    differentiable: :class:`fidkit.DifferentiableFID` feeds it that way.
 
     Video extractors (``modality="video"``) use the same two callables with a
     time axis before the channels: ``prepare_batch`` takes uint8

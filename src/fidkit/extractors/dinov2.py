@@ -30,8 +30,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import pickle
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -40,6 +38,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from fidkit.errors import BadInputError, WeightsUnavailableError
+from fidkit.extractors.weights import few, read_tensor_state_dict
 
 PATCH_SIZE = 14
 #: The checkpoints were trained at 518 px: 37 x 37 patches plus the CLS token.
@@ -285,9 +284,6 @@ class DinoV2(nn.Module):
 # Weights
 # ---------------------------------------------------------------------------
 
-def _few(keys: list[str]) -> str:
-    return ", ".join(keys[:4]) + (f" (+{len(keys) - 4} more)" if len(keys) > 4 else "")
-
 
 def read_dinov2_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """The tensors of a DINOv2 backbone file, on the CPU, read without running Python pickle.
@@ -295,17 +291,7 @@ def read_dinov2_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     The published files are plain ``torch.save`` state dicts; ``torch.load(weights_only=True)``
     restores tensors and containers only.  The caller checks the file's sha256 first.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsUnavailableError(f"DINOv2 weight file {path} does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, OSError, ValueError, EOFError, pickle.UnpicklingError) as e:
-        raise WeightsUnavailableError(f"{path}: not a readable DINOv2 checkpoint ({e}); "
-                                      "delete it and download it again") from e
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise WeightsUnavailableError(f"{path}: holds {type(state).__name__}, not a DINOv2 state dict of tensors")
-    return dict(state)
+    return read_tensor_state_dict(path, "DINOv2")
 
 
 def load_dinov2_state_dict(net: DinoV2, state: dict[str, torch.Tensor], source: str) -> None:
@@ -326,7 +312,7 @@ def load_dinov2_state_dict(net: DinoV2, state: dict[str, torch.Tensor], source: 
     wrong_shape = sorted(f"{k} {tuple(state[k].shape)} (expected {tuple(expected[k].shape)})"
                          for k in set(expected) & set(state) if tuple(expected[k].shape) != tuple(state[k].shape))
     if missing or unexpected or wrong_shape:
-        parts = [f"{label}: {_few(keys)}" for label, keys in
+        parts = [f"{label}: {few(keys)}" for label, keys in
                  (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong_shape)) if keys]
         raise WeightsUnavailableError(
             f"{source} is not a DINOv2 {net.arch} backbone state dict in the published layout "
@@ -416,15 +402,18 @@ def preprocess_dgm_eval(image: np.ndarray | Image.Image) -> torch.Tensor:
 def preprocess_edm2(batch: torch.Tensor) -> torch.Tensor:
     """EDM2's fast DINOv2 transform: uint8 ``N x 3 x H x W`` -> float32 ``N x 3 x 224 x 224``, on the batch's device.
 
+    Float ``[0, 255]`` input takes the same path, with gradients (:class:`fidkit.DifferentiableFID`).
+
     As ``DINOv2Detector.__call__`` with ``resize_mode='torch'`` (NVlabs/edm2
     ``calculate_metrics.py``): ``F.interpolate`` bicubic with ``antialias=True``
     on the [0, 255] float32 values (always, even at 224 px), neither clamped nor
     re-quantised, then ``/ 255`` and ImageNet mean/std.  EDM2 notes that it "yields
     almost the same results" as dgm-eval's PIL path; it is not the same number.
     """
-    if not isinstance(batch, torch.Tensor) or batch.dtype != torch.uint8 or batch.dim() != 4 or batch.shape[1] != 3:
+    if (not isinstance(batch, torch.Tensor) or not (batch.dtype == torch.uint8 or batch.is_floating_point())
+            or batch.dim() != 4 or batch.shape[1] != 3):
         desc = f"{batch.dtype} {tuple(batch.shape)}" if isinstance(batch, torch.Tensor) else type(batch).__name__
-        raise BadInputError(f"edm2 preprocessing takes a uint8 N x 3 x H x W batch, got {desc}")
+        raise BadInputError(f"edm2 preprocessing takes a uint8 (or float [0, 255]) N x 3 x H x W batch, got {desc}")
     x = F.interpolate(batch.to(torch.float32), size=(INPUT_SIZE, INPUT_SIZE), mode="bicubic",
                       align_corners=False, antialias=True)
     return _normalize_imagenet(x / 255)

@@ -45,7 +45,6 @@ from __future__ import annotations
 import functools
 import math
 import os
-from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -54,7 +53,7 @@ import torch.nn.functional as F
 from fidkit.data.resize import resize_tf1_bilinear
 from fidkit.errors import BadInputError, WeightsUnavailableError
 from fidkit.extractors.base import ExtractorSpec, Preprocessing, Tap, register
-from fidkit.extractors.weights import WeightSpec
+from fidkit.extractors.weights import WeightSpec, few, read_tensor_state_dict
 
 INPUT_SIZE = 224
 NUM_CLASSES = 400
@@ -267,22 +266,11 @@ class InceptionI3D(nn.Module):
 # Weights
 # ---------------------------------------------------------------------------
 
-def _few(keys: list[str]) -> str:
-    return ", ".join(keys[:4]) + (f" (+{len(keys) - 4} more)" if len(keys) > 4 else "")
-
 
 def read_i3d_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """The tensors of ``i3d_pretrained_400.pt`` on the CPU, read with ``torch.load(weights_only=True)``
     (an ``OrderedDict`` of tensors: no Python pickle code runs).  The caller checks the file's sha256 first."""
-    path = Path(path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError, ... for bad files
-        raise WeightsUnavailableError(f"{path}: not a readable I3D checkpoint ({e}); "
-                                      "delete it and download it again") from e
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise WeightsUnavailableError(f"{path}: holds {type(state).__name__}, not an I3D state dict of tensors")
-    return dict(state)
+    return read_tensor_state_dict(path, "I3D")
 
 
 def load_i3d_state_dict(net: InceptionI3D, state: dict[str, torch.Tensor], source: str) -> None:
@@ -298,7 +286,7 @@ def load_i3d_state_dict(net: InceptionI3D, state: dict[str, torch.Tensor], sourc
     unexpected = sorted(set(state) - set(expected))
     wrong = sorted(k for k in set(expected) & set(state) if tuple(expected[k].shape) != tuple(state[k].shape))
     if missing or unexpected or wrong:
-        parts = [f"{label}: {_few(keys)}" for label, keys in
+        parts = [f"{label}: {few(keys)}" for label, keys in
                  (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if keys]
         raise WeightsUnavailableError(f"{source} is not an I3D weight file in the cd-fvd/TATS layout "
                                       f"({'; '.join(parts)}); expected the file {WEIGHTS.filename}")

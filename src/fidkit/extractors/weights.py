@@ -143,3 +143,26 @@ def _offline_error(spec: WeightSpec, reason: str) -> WeightsUnavailableError:
         f"network; Python: weights=PATH or weights={{'EXTRACTOR': PATH}})."
         + (f"\n  Also accepted under its other published name(s): {', '.join(spec.alternatives)}."
            if spec.alternatives else ""))
+
+
+def read_tensor_state_dict(path: str | os.PathLike, what: str) -> dict:
+    """The tensors of a published ``torch.save`` state dict, on the CPU, read with ``torch.load(weights_only=True)``
+    (tensors and containers only: no Python pickle code runs).  ``what`` names the network in errors."""
+    import torch
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsUnavailableError(f"{what} weight file {path} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError, ... for bad files
+        raise WeightsUnavailableError(f"{path}: not a readable {what} checkpoint ({e}); "
+                                      "delete it and download it again") from e
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise WeightsUnavailableError(f"{path}: holds {type(state).__name__}, not a {what} state dict of tensors")
+    return dict(state)
+
+
+def few(keys: list[str]) -> str:
+    """The first four of ``keys`` and how many more (for messages about mismatched state dicts)."""
+    return ", ".join(keys[:4]) + (f" (+{len(keys) - 4} more)" if len(keys) > 4 else "")
+
