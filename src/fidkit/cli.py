@@ -113,7 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("b", metavar="FAKE")
     p.add_argument("--metrics", default=None,
                    help="comma-separated: fid (= fd), kid (= kd), is, sfid, prdc (= pr,dc), pr, dc, fid_inf, is_inf, "
-                        "noise_floor, cmmd, fvd and kvd (videos, I3D), fd_dinov2-style names for one feature space, or all "
+                        "noise_floor, cmmd, fvd and kvd (videos, I3D), fd_dinov2-style names for one feature space, "
+                        "or all "
                         f"(default {','.join(DEFAULT_METRICS)}, those that apply to --features)")
     p.add_argument("--features", "--extractors", dest="features", default=None, metavar="EXT,...",
                    help="feature extractors the generic metrics run in, each image decoded once for all: "

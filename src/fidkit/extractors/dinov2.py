@@ -413,7 +413,8 @@ def preprocess_edm2(batch: torch.Tensor) -> torch.Tensor:
     if (not isinstance(batch, torch.Tensor) or not (batch.dtype == torch.uint8 or batch.is_floating_point())
             or batch.dim() != 4 or batch.shape[1] != 3):
         desc = f"{batch.dtype} {tuple(batch.shape)}" if isinstance(batch, torch.Tensor) else type(batch).__name__
-        raise BadInputError(f"edm2 preprocessing takes a uint8 (or float [0, 255]) N x 3 x H x W batch, got {desc}")
+        raise BadInputError(f"edm2 preprocessing takes a uint8 N x 3 x H x W batch (or float values in [0, 255]), "
+                            f"got {desc}")
     x = F.interpolate(batch.to(torch.float32), size=(INPUT_SIZE, INPUT_SIZE), mode="bicubic",
                       align_corners=False, antialias=True)
     return _normalize_imagenet(x / 255)
