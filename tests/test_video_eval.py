@@ -168,3 +168,20 @@ def test_two_processes_equal_one(folders, i3d_weights, tmp_path):
         got = json.loads((tmp_path / f"r{rank}.json").read_text())
         assert got["n"] == [5, 6]
         assert got["fvd"] == pytest.approx(single["fvd"], rel=1e-6)
+
+
+def _toy_video_sampler(seeds):
+    z = fidkit.seeded_randn(seeds, 16, 3, 6, 6)                     # N x T x C x h x w latents
+    frames = torch.nn.functional.interpolate(z.flatten(0, 1), size=32, mode="bilinear", align_corners=False)
+    return (frames.tanh() * 0.5 + 0.5).view(len(seeds), 16, 3, 32, 32)
+
+
+def test_evaluate_generator_draws_videos(clips, i3d_weights, tmp_path):
+    a, _ = clips
+    fidkit.compute_reference(_ntchw(a), extractors="i3d", weights=i3d_weights, device="cpu").save(tmp_path / "r.npz")
+    r = fidkit.evaluate_generator(_toy_video_sampler, n=5, batch_size=2, seed=3, reference=tmp_path / "r.npz",
+                                  metrics="fvd", weights=i3d_weights, device="cpu", value_range=(0, 1))
+    videos = _toy_video_sampler(fidkit.sample_seeds(3, range(5)))
+    offline = fidkit.evaluate(tmp_path / "r.npz", videos, metrics="fvd", weights=i3d_weights, device="cpu",
+                              value_range=(0, 1))
+    assert r.n_b == 5 and r["fvd"] == pytest.approx(offline["fvd"], rel=1e-6)
