@@ -19,7 +19,8 @@ def isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("FIDKIT_CACHE_DIR", str(cache))
     monkeypatch.setenv("FIDKIT_OFFLINE", "1")
     for var in ("FIDKIT_INCEPTION_WEIGHTS", "FIDKIT_DINOV2_VITL14_WEIGHTS", "FIDKIT_DINOV2_VITB14_WEIGHTS",
-                "FIDKIT_CLIP_VIT_B_32_WEIGHTS", "FIDKIT_CLIP_VIT_L_14_336PX_WEIGHTS", "FIDKIT_I3D_WEIGHTS"):
+                "FIDKIT_CLIP_VIT_B_32_WEIGHTS", "FIDKIT_CLIP_VIT_L_14_336PX_WEIGHTS", "FIDKIT_I3D_WEIGHTS",
+                "FIDKIT_VIDEOMAE_V2_WEIGHTS"):
         monkeypatch.delenv(var, raising=False)
     return cache
 

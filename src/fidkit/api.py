@@ -56,7 +56,7 @@ def evaluate(a, b, *, metrics: str | Iterable[str] | None = None, features: str 
     result equals an uninterrupted one) and removes it on success; ``restart``
     discards it first.  ``weights`` is a path (Inception) or a dict per
     extractor.  Video metrics (``fvd``, ``kvd``, or any generic metric with
-    ``features="i3d"``) read videos (:mod:`fidkit.data.video`): files, frame
+    ``features="i3d"`` or ``"videomae-v2"``) read videos (:mod:`fidkit.data.video`): files, frame
     folders, ``N x T x H x W x C`` arrays, ``N x T x C x H x W`` tensors (or
     ``layout="NCTHW"``), sampled as ``clip`` says (a
     :class:`~fidkit.data.video.ClipOptions` or a dict of ``length``, ``stride``,

@@ -71,7 +71,7 @@ def _common(p: argparse.ArgumentParser, comparison: bool = False) -> None:
     p.add_argument("--value-range", type=_value_range, default=None, metavar="LO,HI",
                    help="value range of float image arrays (0,1 or -1,1 or 0,255)")
     p.add_argument("--clip-length", type=_positive, default=None, metavar="T",
-                   help="video networks (fvd, i3d): frames per clip (default 16)")
+                   help="video networks (fvd; i3d, videomae-v2): frames per clip (default 16)")
     p.add_argument("--frame-stride", type=_positive, default=None, metavar="S",
                    help="video networks: take every S-th frame (default 1)")
     p.add_argument("--clip-start", type=_non_negative, default=None, metavar="F",
@@ -113,8 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("b", metavar="FAKE")
     p.add_argument("--metrics", default=None,
                    help="comma-separated: fid (= fd), kid (= kd), is, sfid, prdc (= pr,dc), pr, dc, fid_inf, is_inf, "
-                        "noise_floor, cmmd, fvd and kvd (videos, I3D), fd_dinov2-style names for one feature space, "
-                        "or all "
+                        "noise_floor, cmmd, fvd and kvd (videos, I3D), fd_videomae, fd_dinov2-style names for one "
+                        "feature space, or all "
                         f"(default {','.join(DEFAULT_METRICS)}, those that apply to --features)")
     p.add_argument("--features", "--extractors", dest="features", default=None, metavar="EXT,...",
                    help="feature extractors the generic metrics run in, each image decoded once for all: "
@@ -293,7 +293,8 @@ def _print_settings(result, record: dict) -> None:
 
 _LABELS = {"fid": "FID", "sfid": "sFID", "kid": "KID", "is": "IS", "fid_inf": "FID-inf", "is_inf": "IS-inf",
            "noise_floor": "noise floor (real vs real FID)", "cmmd": "CMMD", "fd_dinov2": "FD-DINOv2",
-           "fd_clip": "CLIP-FID", "fvd": "FVD", "kvd": "KVD"}
+           "fd_clip": "CLIP-FID", "fvd": "FVD", "kvd": "KVD",
+           "fd_videomae": "FVD (VideoMAE-v2)"}
 _DETAILS = ("_std", "_ci", "_sizes", "_subset_size", "_n", "_r2")
 
 

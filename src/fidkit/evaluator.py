@@ -51,7 +51,7 @@ class Evaluator:
     numpy arrays, uint8 in [0, 255], or float with a declared ``value_range``
     ((0, 1), (-1, 1) or (0, 255)); floats are rounded to 8 bits as saving them
     as PNG would, so online and offline numbers agree.  For video metrics
-    (``fvd``, ``features="i3d"``) they are videos ``N x T x C x H x W`` (or
+    (``fvd``, ``features="i3d"`` or ``"videomae-v2"``) they are videos ``N x T x C x H x W`` (or
     ``N x C x T x H x W`` with ``layout="NCTHW"``), sampled as ``clip`` says
     (a :class:`~fidkit.data.video.ClipOptions` or dict).  ``batch_size`` bounds
     how many images go through the network at once (larger ``update`` batches

@@ -232,7 +232,7 @@ def video_clip(plan: Plan, clip):
     if plan.modality != "video":
         if clip is not None:
             raise BadInputError("clip options (clip length, frame stride, clip start) apply to video networks "
-                                f"(fvd, features='i3d'), not to {', '.join(plan.extractors)}")
+                                f"(fvd, features='i3d' or 'videomae-v2'), not to {', '.join(plan.extractors)}")
         return None
     from fidkit.data.video import ClipOptions
     return clip_options(clip) or ClipOptions()

@@ -216,7 +216,8 @@ def make_plan(metrics: str | Iterable[str] | None = None, features: str | Iterab
         by = {m: sorted({t.extractor.name for t in tasks if t.extractor.modality == m}) for m in sorted(modalities)}
         raise BadInputError("one evaluation reads either images or videos: "
                             + "; ".join(f"{', '.join(n)} read {m}s" for m, n in by.items())
-                            + ". Evaluate each kind in its own call (for FVD: metrics='fvd' or features='i3d').")
+                            + ". Evaluate each kind in its own call (for FVD: metrics='fvd', or features='i3d' / "
+                              "'videomae-v2').")
     real, fake = SideNeeds(), SideNeeds()
     for t in tasks:
         how_real, how_fake = t.metric.needs(bootstrap)

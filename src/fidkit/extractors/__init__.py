@@ -6,12 +6,13 @@
 ``clip``           OpenAI CLIP ViT-B/32 image embedding: CLIP-FID as clean-fid computes it
 ``clip-vitl14-336`` OpenAI CLIP ViT-L/14@336px, L2-normalised: CMMD
 ``i3d``            Inception-I3D (Kinetics-400) logits averaged over time, on video clips: FVD
+``videomae-v2``    VideoMAE-v2 ViT-g/14 (SSv2) mean token, 1408-d, on video clips: content-debiased FVD
 =================  =====================================================================
 """
 
 from fidkit.extractors.base import (ROLES, ExtractorSpec, Preprocessing, Tap, available, custom_extractor,
                                     get_spec, register, specs)
-from fidkit.extractors import clip, dinov2, i3d, inception  # noqa: F401  (each registers itself)
+from fidkit.extractors import clip, dinov2, i3d, inception, videomae  # noqa: F401  (each registers itself)
 from fidkit.extractors.runtime import Extractor, InceptionExtractor, default_device, resolve_device
 
 __all__ = ["ExtractorSpec", "Preprocessing", "Tap", "ROLES", "register", "get_spec", "available", "specs",

@@ -145,9 +145,10 @@ def _offline_error(spec: WeightSpec, reason: str) -> WeightsUnavailableError:
            if spec.alternatives else ""))
 
 
-def read_tensor_state_dict(path: str | os.PathLike, what: str) -> dict:
+def read_tensor_state_dict(path: str | os.PathLike, what: str, containers: tuple[str, ...] = ()) -> dict:
     """The tensors of a published ``torch.save`` state dict, on the CPU, read with ``torch.load(weights_only=True)``
-    (tensors and containers only: no Python pickle code runs).  ``what`` names the network in errors."""
+    (tensors and containers only: no Python pickle code runs).  ``what`` names the network in errors; a training
+    checkpoint's state dict under the first of the keys ``containers`` it has is unpacked first."""
     import torch
     path = Path(path)
     if not path.is_file():
@@ -157,8 +158,12 @@ def read_tensor_state_dict(path: str | os.PathLike, what: str) -> dict:
     except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError, ... for bad files
         raise WeightsUnavailableError(f"{path}: not a readable {what} checkpoint ({e}); "
                                       "delete it and download it again") from e
+    if isinstance(state, dict):
+        state = next((state[k] for k in containers if k in state), state)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise WeightsUnavailableError(f"{path}: holds {type(state).__name__}, not a {what} state dict of tensors")
+        where = f" (bare, or under one of the keys {', '.join(containers)})" if containers else ""
+        raise WeightsUnavailableError(f"{path}: holds {type(state).__name__}, not a {what} state dict of "
+                                      f"tensors{where}")
     return dict(state)
 
 
