@@ -46,6 +46,7 @@ import torch.nn.functional as F
 
 from fidkit.errors import BadInputError, WeightsUnavailableError
 from fidkit.extractors.base import ExtractorSpec, Preprocessing, Tap, register
+from fidkit.extractors.dinov2 import Mlp  # the same two-layer exact-GELU MLP
 from fidkit.extractors.weights import WeightSpec, few, read_tensor_state_dict
 
 INPUT_SIZE = 224
@@ -147,16 +148,6 @@ class Attention(nn.Module):
         q, k, v = qkv.permute(2, 0, 3, 1, 4)
         x = F.scaled_dot_product_attention(q, k, v)  # default scale head_dim ** -0.5, as upstream
         return self.proj(x.transpose(1, 2).reshape(b, n, d))
-
-
-class Mlp(nn.Module):
-    def __init__(self, dim: int, hidden: int, *, device=None):
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden, device=device)
-        self.fc2 = nn.Linear(hidden, dim, device=device)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(F.gelu(self.fc1(x)))  # exact (erf) GELU, as nn.GELU() upstream
 
 
 class Block(nn.Module):
