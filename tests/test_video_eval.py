@@ -185,3 +185,16 @@ def test_evaluate_generator_draws_videos(clips, i3d_weights, tmp_path):
     offline = fidkit.evaluate(tmp_path / "r.npz", videos, metrics="fvd", weights=i3d_weights, device="cpu",
                               value_range=(0, 1))
     assert r.n_b == 5 and r["fvd"] == pytest.approx(offline["fvd"], rel=1e-6)
+
+
+def test_center_crop_of_non_square_videos_and_what_the_warnings_say(clips, i3d_weights):
+    a, b = clips                                                   # 36 x 44 frames
+    squashed = fidkit.evaluate(_ntchw(a), _ntchw(b[:, :16]), metrics="fvd", weights=i3d_weights, device="cpu")
+    text = " ".join(squashed.warnings)
+    assert "5 of 5 videos in" in text and "not square" in text and "2,048 clips is FVD's usual N" in text
+    cropped = fidkit.evaluate(_ntchw(a), _ntchw(b[:, :16]), metrics="fvd", weights=i3d_weights, device="cpu",
+                              crop="center")
+    by_hand = fidkit.evaluate(_ntchw(a[:, :, :, 4:40]), _ntchw(b[:, :16, :, 4:40]), metrics="fvd",
+                              weights=i3d_weights, device="cpu")
+    assert cropped["fvd"] == pytest.approx(by_hand["fvd"], rel=1e-9)
+    assert cropped.to_dict()["feature_spaces"]["i3d/logits"]["preprocessing"] == "tf+center-crop"

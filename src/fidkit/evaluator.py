@@ -90,7 +90,9 @@ class Evaluator:
         self._fake_branches = self._session.branches(plan.fake)
         self._fake = new_side_state(self._fake_branches, plan.fake.spaces("stream"), plan.fake.spaces("keep"),
                                     "generated images (update)")
-        self._diagnostics = {False: Diagnostics("the generated images"), True: Diagnostics("the real images")}
+        self._noun = "videos" if self.modality == "video" else "images"
+        self._diagnostics = {False: Diagnostics(f"the generated {self._noun}", self._noun),
+                             True: Diagnostics(f"the real {self._noun}", self._noun)}
         self._reference_notes: list[str] = []
         if source is None:
             self._real_branches = self._session.branches(plan.real)
@@ -171,10 +173,10 @@ class Evaluator:
         A reference given at construction is never forgotten.
         """
         self._fake.reset()
-        self._diagnostics[False] = Diagnostics("the generated images")
+        self._diagnostics[False] = Diagnostics(f"the generated {self._noun}", self._noun)
         if real and self._real is not None:
             self._real.reset()
-            self._diagnostics[True] = Diagnostics("the real images")
+            self._diagnostics[True] = Diagnostics(f"the real {self._noun}", self._noun)
 
     @property
     def n(self) -> int:
@@ -221,7 +223,7 @@ class Evaluator:
             fake.load_state_dict(state["fake"], "generated side")
             if real is not None:
                 real.load_state_dict(state["real"], "real side")
-            diagnostics = {key: Diagnostics(d.description) for key, d in self._diagnostics.items()}
+            diagnostics = {key: Diagnostics(d.description, d.noun) for key, d in self._diagnostics.items()}
             for key, d in diagnostics.items():
                 d.load_state(state.get("diagnostics", {}).get(str(key), {}))
         except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as e:

@@ -39,9 +39,9 @@ TAG_TEXT = {
     "range_clipped": "had values outside the declared range, which were clipped",
     "huge": "declare more pixels than PIL's decompression-bomb warning limit (about 89 million); each takes "
             "hundreds of MB while decoded (PIL refuses twice that); downscale them first if memory is short",
-    "nonsquare": "are not square: a resize that squashes to a square (Inception's, DINOv2's) changes their aspect "
-                 "ratio, which changes the numbers; crop='center' (--crop center) centre-crops every image to a "
-                 "square first, and is recorded in the statistics",
+    "nonsquare": "are not square: a resize that squashes to a square (Inception's, DINOv2's, I3D's) changes their "
+                 "aspect ratio, which changes the numbers; crop='center' (--crop center) centre-crops every image "
+                 "(every video frame) to a square first, and is recorded in the statistics",
     "range_uint8_01": "are uint8 but hold only the values 0 and 1: they look like [0, 1] floats cast to uint8 "
                       "without scaling (multiply by 255 and round before casting, or pass the floats with "
                       "value_range=(0, 1))",

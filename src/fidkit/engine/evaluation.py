@@ -192,7 +192,7 @@ class Session:
             if real.stats[space].dim != fake.stats[space].dim:
                 raise BadInputError(f"feature dimensions differ: {real.stats[space].dim} ({real.description}) vs "
                                     f"{fake.stats[space].dim} ({fake.description})")
-        notes.extend(_sample_count_notes(real, fake))
+        notes.extend(_sample_count_notes(real, fake, self.plan.modality))
         values: dict[str, Any] = {}
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", FidkitWarning)
@@ -270,7 +270,8 @@ def _nonstandard_weights(spaces: dict[str, Provenance]) -> list[str]:
     return notes
 
 
-def _sample_count_notes(real: Side, fake: Side) -> list[str]:
+def _sample_count_notes(real: Side, fake: Side, modality: str = "image") -> list[str]:
+    convention = "2,048 clips is FVD's usual N" if modality == "video" else "50,000 is the convention"
     notes = []
     for side in (real, fake):
         dims = [s.dim for s in side.stats.values()] or [f.shape[1] for f in side.features.values()] or [2048]
@@ -279,7 +280,7 @@ def _sample_count_notes(real: Side, fake: Side) -> list[str]:
             notes.append(
                 f"{side.description}: N={side.n} is below {threshold}, the feature dimension: the covariance is "
                 "singular and Fréchet distances are strongly biased upwards at small N; compare only values computed "
-                "at the same N (50,000 is the convention)")
+                f"at the same N ({convention})")
     if real.n is not None and fake.n is not None and real.n != fake.n:
         notes.append(f"the two sides have different sample counts (N={real.n} vs N={fake.n}); FID depends on N, so "
                      "report both and compare only results computed with the same counts")

@@ -36,8 +36,9 @@ def default_workers() -> int:
 class Diagnostics:
     """Counts conversion tags over a source and turns them into one warning each."""
 
-    def __init__(self, description: str):
+    def __init__(self, description: str, noun: str = "images"):
         self.description = description
+        self.noun = noun                   # what the source holds: "images" or "videos"
         self.counts: collections.Counter = collections.Counter()
         self.first: dict[str, str] = {}
         self.batches = 0
@@ -75,13 +76,13 @@ class Diagnostics:
         self.skipped_elsewhere = skipped - len(self.skipped)
 
     def messages(self, total: int) -> list[str]:
-        out = [f"{self.counts[t]} of {total} images in {self.description} {TAG_TEXT[t]} (first: {self.first[t]})"
+        out = [f"{self.counts[t]} of {total} {self.noun} in {self.description} {TAG_TEXT[t]} (first: {self.first[t]})"
                for t in sorted(self.counts)]
         n_skipped = len(self.skipped) + self.skipped_elsewhere
         if n_skipped:
             shown = "; ".join(self.skipped[:5]) + (" ..." if len(self.skipped) > 5 else "")
             out.append(f"{n_skipped} unreadable files in {self.description} were skipped (skip_bad) and are not in "
-                       f"the {total} images counted: {shown or 'in other processes'}")
+                       f"the {total} {self.noun} counted: {shown or 'in other processes'}")
         return out
 
 
@@ -222,7 +223,7 @@ def extract(source: ImageSource, branches: list[Branch], *, stream=(), keep=(),
         raise BadInputError(f"workers must be at least 1, got {workers}")
     shard = D.rank_and_world(group) if distributed else (0, 1)
     state = new_side_state(branches, stream, keep, source.description)
-    diagnostics = Diagnostics(source.description)
+    diagnostics = Diagnostics(source.description, "videos" if source.modality == "video" else "images")
     count = source.count if shard[1] == 1 or source.count is None else len(range(shard[0], source.count, shard[1]))
     failure, local_error = None, None
     listing = Listing()
@@ -289,7 +290,7 @@ def extract(source: ImageSource, branches: list[Branch], *, stream=(), keep=(),
         diagnostics.combine(group)
     n, stats, features = state.combined(distributed, group)
     if n == 0:
-        raise BadInputError(f"{source.description}: no images")
+        raise BadInputError(f"{source.description}: no {diagnostics.noun}")
     return Extracted(stats, features, diagnostics.messages(n), n, list(diagnostics.skipped))
 
 
