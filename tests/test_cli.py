@@ -101,3 +101,16 @@ def test_module_entry_point_runs_in_a_fresh_process(weights, tmp_path):
                            "--device", "cpu"], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["n_a"] == 3
+
+
+def test_extractors_lists_every_registered_network_with_its_kind_and_weights(capsys):
+    from fidkit.extractors import specs
+    assert main(["extractors"]) == 0
+    out = capsys.readouterr().out
+    heads = {line.split(" ")[0].rstrip(":"): line for line in out.splitlines() if not line.startswith(" ")}
+    assert set(heads) == {s.name for s in specs()}
+    for s in specs():
+        assert ("[videos]" in heads[s.name]) == (s.modality == "video")
+        if s.weights is not None:
+            assert s.weights.sha256 in out and s.weights.url in out
+    assert "fvd (= fd)" in heads["i3d"]

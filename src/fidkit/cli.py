@@ -154,7 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _run_extractors(args) -> int:
     for s in specs():
         aliases = f" (also: {', '.join(s.aliases)})" if s.aliases else ""
-        print(f"{s.name}{aliases}: {s.summary}")
+        kind = " [videos]" if s.modality == "video" else ""
+        named = f"; metrics named {', '.join(f'{v} (= {k})' for k, v in s.metric_names.items())}" if s.metric_names \
+            else ""
+        print(f"{s.name}{aliases}{kind}: {s.summary}{named}")
         for tap in s.taps:
             print(f"  tap {tap.name}: {tap.dim}-d, {tap.role}" + (f" ({tap.summary})" if tap.summary else ""))
         for p in s.preprocessing:
