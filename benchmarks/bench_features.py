@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_fid as B  # noqa: E402  (shared: subprocess measurement, images, machine description)
 
 MARKER = B.RESULT_MARKER
+_row = B.comparison_row
 
 
 # ----------------------------------------------------------------------------------------------
@@ -97,13 +98,6 @@ def child(task: str, spec: dict) -> dict:
     raise SystemExit(f"unknown task {task}")
 
 
-def run_child(task: str, spec: dict) -> None:
-    import resource
-    res = child(task, spec)
-    res["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
-    print(MARKER + json.dumps(res), flush=True)
-
-
 # ----------------------------------------------------------------------------------------------
 # parent
 # ----------------------------------------------------------------------------------------------
@@ -131,15 +125,6 @@ def _measure(task: str, spec: dict, log, timeout: float) -> dict:
     return B.run_measured(cmd, task, log, timeout, None, MARKER)
 
 
-def _row(name: str, r: dict, key: str, n_images: int, base: float | None) -> str:
-    if "error" in r:
-        return f"| {name} | failed: {r['error'][:60]} | | | | |"
-    value = r["values"].get(key, next(iter(r["values"].values())))
-    ratio = f"{base / r['seconds']:.2f}x" if base else "1.00x"
-    return (f"| {name} | {value:.6f} | {r['seconds']:.1f} | {n_images / r['seconds']:.2f} | {ratio} | "
-            f"{r['peak_rss_gb']:.2f} GB |")
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--n", type=int, default=100, help="images per side")
@@ -154,7 +139,7 @@ def main(argv=None) -> int:
     p.add_argument("--spec", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.run_one:
-        run_child(args.run_one, json.loads(args.spec))
+        B.report_simple_child(child(args.run_one, json.loads(args.spec)))
         return 0
     n = 24 if args.quick else args.n
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}

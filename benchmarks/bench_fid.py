@@ -481,6 +481,22 @@ def run_child(task: str, spec: dict) -> None:
     _emit(dict(info, **result))
 
 
+def report_simple_child(result: dict) -> None:
+    """A child of the simpler benchmarks (features, video): its result with its peak RSS, for ``run_measured``."""
+    result["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
+    print(RESULT_MARKER + json.dumps(result), flush=True)
+
+
+def comparison_row(name: str, r: dict, key: str, items: int, base: float | None) -> str:
+    """``| name | value | seconds | items/s | speed vs base | peak RSS |`` for one measured run."""
+    if "error" in r:
+        return f"| {name} | failed: {r['error'][:60]} | | | | |"
+    value = r["values"].get(key, next(iter(r["values"].values())))
+    ratio = f"{base / r['seconds']:.2f}x" if base else "1.00x"
+    return (f"| {name} | {value:.6f} | {r['seconds']:.1f} | {items / r['seconds']:.2f} | {ratio} | "
+            f"{r['peak_rss_gb']:.2f} GB |")
+
+
 # ----------------------------------------------------------------------------------------------
 # parent: images, weights, children, tables
 # ----------------------------------------------------------------------------------------------

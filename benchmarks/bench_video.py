@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_fid as B  # noqa: E402  (shared: subprocess measurement, machine description)
 
 MARKER = B.RESULT_MARKER
+_row = B.comparison_row
 
 
 def make_clips(path: Path, n: int, frames: int, size: int, seed: int) -> Path:
@@ -79,13 +80,6 @@ def child(task: str, spec: dict) -> dict:
     return {"values": r.values, "seconds": time.perf_counter() - t0}
 
 
-def run_child(task: str, spec: dict) -> None:
-    import resource
-    res = child(task, spec)
-    res["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
-    print(MARKER + json.dumps(res), flush=True)
-
-
 def _weights(workdir: Path) -> str:
     path = workdir / "i3d_pretrained_400.pt"
     if not path.exists():
@@ -105,15 +99,6 @@ def _weights(workdir: Path) -> str:
     return str(path)
 
 
-def _row(name: str, r: dict, key: str, clips: int, base: float | None) -> str:
-    if "error" in r:
-        return f"| {name} | failed: {r['error'][:60]} | | | | |"
-    value = r["values"][key]
-    ratio = f"{base / r['seconds']:.2f}x" if base else "1.00x"
-    return (f"| {name} | {value:.6f} | {r['seconds']:.1f} | {clips / r['seconds']:.2f} | {ratio} | "
-            f"{r['peak_rss_gb']:.2f} GB |")
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--n", type=int, default=16, help="clips per side")
@@ -129,7 +114,7 @@ def main(argv=None) -> int:
     p.add_argument("--spec", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.run_one:
-        run_child(args.run_one, json.loads(args.spec))
+        B.report_simple_child(child(args.run_one, json.loads(args.spec)))
         return 0
     n = 4 if args.quick else args.n
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="fidkit-bench-video-"))

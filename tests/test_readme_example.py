@@ -12,15 +12,10 @@ from conftest import smooth_images
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def _example() -> str:
-    text = README.read_text()
-    start = text.index("<!-- training-loop-example")
-    block = text[start:]
-    return block[block.index("```python") + len("```python"): block.index("```", block.index("```python") + 9)]
 
 
 def test_the_training_loop_example_runs(tmp_path, weights, monkeypatch):
-    code = _example()
+    code = _block("<!-- training-loop-example")
     small = re.sub(r"STEPS, EVERY, N_EVAL, N_FINAL = .*", "STEPS, EVERY, N_EVAL, N_FINAL = 3, 2, 12, 16", code)
     assert small != code
     monkeypatch.chdir(tmp_path)

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from fidkit.errors import BadInputError, WeightsUnavailableError
-from fidkit.extractors.weights import few, read_tensor_state_dict
+from fidkit.extractors.weights import read_tensor_state_dict, state_dict_mismatch
 
 PATCH_SIZE = 14
 #: The checkpoints were trained at 518 px: 37 x 37 patches plus the CLS token.
@@ -307,16 +307,11 @@ def load_dinov2_state_dict(net: DinoV2, state: dict[str, torch.Tensor], source: 
     state = dict(state)
     if "mask_token" not in state and "mask_token" in expected:
         state["mask_token"] = torch.zeros(expected["mask_token"].shape)
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong_shape = sorted(f"{k} {tuple(state[k].shape)} (expected {tuple(expected[k].shape)})"
-                         for k in set(expected) & set(state) if tuple(expected[k].shape) != tuple(state[k].shape))
-    if missing or unexpected or wrong_shape:
-        parts = [f"{label}: {few(keys)}" for label, keys in
-                 (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong_shape)) if keys]
+    mismatch = state_dict_mismatch(expected, state)
+    if mismatch:
         raise WeightsUnavailableError(
             f"{source} is not a DINOv2 {net.arch} backbone state dict in the published layout "
-            f"({'; '.join(parts)}); expected the file {DINOV2_WEIGHTS[net.arch]['filename']}")
+            f"({mismatch}); expected the file {DINOV2_WEIGHTS[net.arch]['filename']}")
     on_meta = any(p.is_meta for p in net.parameters())
     net.load_state_dict({k: v.to(torch.float32) for k, v in state.items()}, strict=True, assign=on_meta)
     net._pos_cache.clear()

@@ -53,7 +53,7 @@ import torch.nn.functional as F
 from fidkit.data.resize import resize_tf1_bilinear
 from fidkit.errors import BadInputError, WeightsUnavailableError
 from fidkit.extractors.base import ExtractorSpec, Preprocessing, Tap, register
-from fidkit.extractors.weights import WeightSpec, few, read_tensor_state_dict
+from fidkit.extractors.weights import WeightSpec, read_tensor_state_dict, state_dict_mismatch
 
 INPUT_SIZE = 224
 NUM_CLASSES = 400
@@ -282,14 +282,10 @@ def load_i3d_state_dict(net: InceptionI3D, state: dict[str, torch.Tensor], sourc
     """
     state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
     expected = {k: v for k, v in net.state_dict().items() if not k.endswith("num_batches_tracked")}
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(state) if tuple(expected[k].shape) != tuple(state[k].shape))
-    if missing or unexpected or wrong:
-        parts = [f"{label}: {few(keys)}" for label, keys in
-                 (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if keys]
+    mismatch = state_dict_mismatch(expected, state)
+    if mismatch:
         raise WeightsUnavailableError(f"{source} is not an I3D weight file in the cd-fvd/TATS layout "
-                                      f"({'; '.join(parts)}); expected the file {WEIGHTS.filename}")
+                                      f"({mismatch}); expected the file {WEIGHTS.filename}")
     on_meta = any(p.is_meta for p in net.parameters())
     # BatchNorm step counters are unused in eval mode and absent from the published file
     state.update({k: torch.zeros((), dtype=torch.long) for k, _ in net.named_buffers()

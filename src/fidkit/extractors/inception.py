@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from fidkit.data.resize import resize_pil_bicubic_float, resize_tf1_bilinear, resize_torch_bilinear
 from fidkit.errors import WeightsUnavailableError
 from fidkit.extractors.base import ExtractorSpec, Preprocessing, Tap, register
-from fidkit.extractors.weights import INCEPTION as WEIGHTS
+from fidkit.extractors.weights import INCEPTION as WEIGHTS, state_dict_mismatch
 
 #: Feature taps one forward can return, with their dimensions.
 TAPS = {
@@ -285,17 +285,10 @@ def load_state_dict_published(model: FIDInceptionV3, state_dict: dict[str, torch
             continue
         cleaned[key] = value
     expected = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
-    missing = sorted(set(expected) - set(cleaned))
-    unexpected = sorted(set(cleaned) - set(expected))
-    wrong_shape = sorted(k for k in set(expected) & set(cleaned) if tuple(expected[k].shape) != tuple(cleaned[k].shape))
-    if missing or unexpected or wrong_shape:
-        def few(keys):
-            return ", ".join(keys[:4]) + (f" (+{len(keys) - 4} more)" if len(keys) > 4 else "")
-        parts = [f"{label}: {few(keys)}" for label, keys in
-                 (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong_shape)) if keys]
+    mismatch = state_dict_mismatch(expected, cleaned)
+    if mismatch:
         raise WeightsUnavailableError(
-            f"{source} is not an FID Inception weight file in the torch-fidelity/pytorch-fid layout ("
-            + "; ".join(parts) + ")")
+            f"{source} is not an FID Inception weight file in the torch-fidelity/pytorch-fid layout ({mismatch})")
     model.load_state_dict({k: v.to(torch.float32) for k, v in cleaned.items()}, strict=False)
 
 

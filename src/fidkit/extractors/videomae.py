@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from fidkit.errors import BadInputError, WeightsUnavailableError
 from fidkit.extractors.base import ExtractorSpec, Preprocessing, Tap, register
 from fidkit.extractors.dinov2 import Mlp  # the same two-layer exact-GELU MLP
-from fidkit.extractors.weights import WeightSpec, few, read_tensor_state_dict
+from fidkit.extractors.weights import WeightSpec, read_tensor_state_dict, state_dict_mismatch
 
 INPUT_SIZE = 224
 LAYERNORM_EPS = 1e-6
@@ -247,16 +247,11 @@ def load_videomae_state_dict(net: VideoMAEv2, state: dict[str, torch.Tensor], so
     """
     state = {k: v for k, v in state.items() if k not in HEAD_KEYS}
     expected = net.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = sorted(f"{k} {tuple(state[k].shape)} (expected {tuple(expected[k].shape)})"
-                   for k in set(expected) & set(state) if tuple(expected[k].shape) != tuple(state[k].shape))
-    if missing or unexpected or wrong:
-        parts = [f"{label}: {few(keys)}" for label, keys in
-                 (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if keys]
+    mismatch = state_dict_mismatch(expected, state)
+    if mismatch:
         raise WeightsUnavailableError(f"{source} is not a VideoMAE-v2 state dict of this shape "
                                       f"({net.cfg.embed_dim}-d, {net.cfg.depth} blocks) in the published layout "
-                                      f"({'; '.join(parts)}); expected the file {WEIGHTS.filename}")
+                                      f"({mismatch}); expected the file {WEIGHTS.filename}")
     on_meta = any(p.is_meta for p in net.parameters())
     net.load_state_dict({k: v.to(torch.float32) for k, v in state.items()}, strict=True, assign=on_meta)
 

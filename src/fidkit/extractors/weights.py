@@ -171,3 +171,14 @@ def few(keys: list[str]) -> str:
     """The first four of ``keys`` and how many more (for messages about mismatched state dicts)."""
     return ", ".join(keys[:4]) + (f" (+{len(keys) - 4} more)" if len(keys) > 4 else "")
 
+
+def state_dict_mismatch(expected: dict, given: dict) -> str:
+    """How ``given`` differs from the ``expected`` state dict (``"missing: ...; unexpected: ...; wrong shape:
+    ..."``), or ``""`` when their keys and shapes agree."""
+    missing = sorted(set(expected) - set(given))
+    unexpected = sorted(set(given) - set(expected))
+    wrong = sorted(f"{k} {tuple(given[k].shape)} (expected {tuple(expected[k].shape)})"
+                   for k in set(expected) & set(given) if tuple(expected[k].shape) != tuple(given[k].shape))
+    return "; ".join(f"{label}: {few(keys)}" for label, keys in
+                     (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if keys)
+
