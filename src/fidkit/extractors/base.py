@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from fidkit.errors import BadInputError
-from fidkit.stats.provenance import Provenance
+from fidkit.stats.provenance import Provenance, register_identity
 
 #: What a tap is for.  A metric asks for a role; each extractor says which of its taps plays it.
 ROLES = {
@@ -174,7 +174,7 @@ class ExtractorSpec:
         """What every statistic of this network records; two statistics compare only if these agree."""
         from fidkit import __version__
         return Provenance(extractor=self.identity, weights_sha256=weights_sha256, layer=tap, mode=preprocessing,
-                          source=source, fidkit_version=__version__)
+                          source=source, fidkit_version=__version__, space=self.space(tap))
 
 
 _REGISTRY: dict[str, ExtractorSpec] = {}
@@ -188,6 +188,8 @@ def register(spec: ExtractorSpec, *, replace: bool = False) -> ExtractorSpec:
     if taken and _resolve(taken[0]) is not spec:
         raise BadInputError(f"an extractor named {taken[0]!r} is already registered (pass replace=True)")
     _REGISTRY[spec.name] = spec
+    if not spec.identity.startswith("custom:"):
+        register_identity(spec.identity, spec.name)  # statistics written before the space was recorded
     for a in spec.aliases:
         _ALIASES[a] = spec.name
     return spec

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from fidkit.errors import BadInputError
-from fidkit.stats.provenance import Provenance
+from fidkit.stats.provenance import Provenance, space_of
 
 
 class FeatureStats:
@@ -153,15 +153,9 @@ class FeatureStats:
 
     @property
     def space(self) -> str:
-        """The feature space (``extractor/tap``) these statistics belong to, from their provenance.
-
-        Extractors record their registry name as their identity; the FID Inception records the name its
-        statistics have carried since fidkit 0.1, and statistics without provenance are Inception pool3
-        (what pytorch-fid, clean-fid and ADM files hold)."""
-        p = self.provenance
-        if p.extractor in (None, "inception-2015-12-05"):
-            return f"inception/{p.layer or 'pool3'}"
-        return f"{p.extractor.removeprefix('custom:')}/{p.layer}"
+        """The feature space (``extractor/tap``) these statistics belong to: recorded in their provenance (files
+        of older fidkit versions: derived from the network's identity, see :func:`~fidkit.stats.provenance.space_of`)."""
+        return space_of(self.provenance)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "FeatureStats":

@@ -31,7 +31,8 @@ class Provenance:
     ``extractor``, ``weights_sha256``, ``layer``, ``mode`` and (for video
     networks) ``clip``, how frames were sampled from each video, decide whether
     two statistics are comparable.  ``source`` and ``fidkit_version`` are
-    informational.  ``known=False`` marks statistics read from a file that carries
+    informational, and so is ``space``, the key of the feature space (the registry's name of the network and
+    its tap), recorded so that statistics find their way back into the same space.  ``known=False`` marks statistics read from a file that carries
     no provenance (e.g. a pytorch-fid or ADM ``.npz`` with only ``mu``/``sigma``).
     """
 
@@ -43,6 +44,9 @@ class Provenance:
     fidkit_version: str | None = None
     known: bool = True
     clip: str | None = None
+    #: the feature space (``extractor/tap``, registry names) these statistics belong to, recorded when they are
+    #: computed; ``None`` in files written before fidkit recorded it (see :func:`space_of`)
+    space: str | None = None
 
     @classmethod
     def unknown(cls, source: str | None = None) -> "Provenance":
@@ -115,3 +119,26 @@ class Provenance:
         if bad or not isinstance(d.get("known", True), bool):
             raise BadInputError(f"provenance has fields of the wrong type: {sorted(bad) or ['known']}")
         return cls.from_dict(d)
+
+
+#: Network identities recorded in provenance whose registry name differs, for statistics written before the
+#: space was recorded (fidkit 0.1's Inception; the networks registered later add theirs through
+#: :func:`register_identity`).
+_IDENTITY_NAMES: dict[str, str] = {"inception-2015-12-05": "inception"}
+
+
+def register_identity(identity: str, name: str) -> None:
+    """Statistics recorded as computed by ``identity`` belong to the registered network ``name``."""
+    _IDENTITY_NAMES[identity] = name
+
+
+def space_of(p: Provenance) -> str:
+    """The feature space (``extractor/tap``) of statistics with provenance ``p``: the recorded one, else derived
+    from the network's identity through the alias table.  Statistics without provenance are Inception pool3
+    (what pytorch-fid, clean-fid and ADM files hold)."""
+    if p.space:
+        return p.space
+    if p.extractor is None:
+        return f"inception/{p.layer or 'pool3'}"
+    name = _IDENTITY_NAMES.get(p.extractor, p.extractor.removeprefix("custom:"))
+    return f"{name}/{p.layer}"

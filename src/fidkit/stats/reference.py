@@ -32,7 +32,7 @@ import numpy as np
 from fidkit._io import atomic_write
 from fidkit.errors import BadInputError
 from fidkit.stats.moments import FeatureStats
-from fidkit.stats.provenance import Provenance
+from fidkit.stats.provenance import Provenance, space_of
 
 FORMAT = "fidkit-stats-v2"
 POOL3, SPATIAL = "inception/pool3", "inception/spatial"
@@ -93,7 +93,7 @@ class Reference:
         if not cls.is_statistics(sorted(files)):
             raise BadInputError(f"{source}: no 'mu' and 'sigma' arrays (found {sorted(files)})")
         spaces = set(_LEGACY) | {f[: -len("/mu")] for f in files if f.endswith("/mu")}
-        stats = {}
+        stats, renamed = {}, {}
         for space in sorted(spaces):
             mu, sigma, n, prov = _keys(space)
             if mu not in files or sigma not in files:
@@ -108,8 +108,12 @@ class Reference:
             except (BadInputError, TypeError, ValueError) as e:
                 raise BadInputError(f"{source}: invalid statistics '{mu}'/'{sigma}': {e}") from None
             s.provenance = provenance.with_source(provenance.source or source)
-            stats[space] = s
-        features = {f[: -len("/features")]: z[f] for f in files if f.endswith("/features")}
+            # the space the statistics record, not the key they were stored under: files of fidkit before 0.2
+            # stored some networks under their identity (``i3d-kinetics400/logits``)
+            renamed[space] = space_of(s.provenance) if provenance.known else space
+            stats[renamed[space]] = s
+        features = {renamed.get(k, k): z[f] for f in files if f.endswith("/features")
+                    for k in [f[: -len("/features")]]}
         for legacy, space in _LEGACY_FEATURES.items():
             if legacy in files:
                 features.setdefault(space, z[legacy])
