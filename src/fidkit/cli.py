@@ -15,7 +15,8 @@ import warnings
 from pathlib import Path
 
 from fidkit import __version__
-from fidkit.api import DEFAULT_METRICS, MetricOptions, compute_reference, evaluate
+from fidkit.api import DEFAULT_METRICS, compute_reference, evaluate
+from fidkit.metrics.catalog import declared_options
 from fidkit.cache import checkpoints_dir, named_stats_path
 from fidkit.errors import (BadInputError, FidkitError, FidkitWarning, IncomparableStatsError, OutputError,
                            WeightsUnavailableError)
@@ -119,18 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--features", "--extractors", dest="features", default=None, metavar="EXT,...",
                    help="feature extractors the generic metrics run in, each image decoded once for all: "
                         + ", ".join(s.name for s in specs()) + " (default inception)")
-    defaults = MetricOptions()
-    p.add_argument("--kid-subsets", type=_positive, default=defaults.kid_subsets)
-    p.add_argument("--kid-subset-size", type=_positive, default=defaults.kid_subset_size)
-    p.add_argument("--is-splits", type=_positive, default=defaults.is_splits)
-    p.add_argument("--pr-k", type=_positive, default=defaults.pr_k, help="neighbours for precision/recall")
-    p.add_argument("--dc-k", type=_positive, default=defaults.dc_k, help="neighbours for density/coverage")
-    p.add_argument("--bootstrap", type=int, default=0, metavar="N",
-                   help="N bootstrap resamples for confidence intervals of FID (bias-shifted: covers the expected "
-                        "FID at this N), precision, recall, density and coverage (percentile) (default: none)")
-    p.add_argument("--confidence", type=float, default=defaults.confidence)
-    p.add_argument("--seed", type=int, default=defaults.seed, help="seed of every random choice (default 2020, "
-                                                                   "torch-fidelity's)")
+    for option in declared_options().values():  # each metric's declared options, and the common ones
+        p.add_argument(option.flag, dest=option.name, type=option.type, default=None,
+                       metavar="N" if option.type is int else "X",
+                       help=f"{option.help} (default {option.default:g})")
     _common(p, comparison=True)
 
     p = sub.add_parser("stats", help="precompute reference statistics of a source")
@@ -294,10 +287,6 @@ def _print_settings(result, record: dict) -> None:
               f"  weights: {sha[:12] + '…' if sha else None}  device: {result.device}{clip}")
 
 
-_LABELS = {"fid": "FID", "sfid": "sFID", "kid": "KID", "is": "IS", "fid_inf": "FID-inf", "is_inf": "IS-inf",
-           "noise_floor": "noise floor (real vs real FID)", "cmmd": "CMMD", "fd_dinov2": "FD-DINOv2",
-           "fd_clip": "CLIP-FID", "fvd": "FVD", "kvd": "KVD",
-           "fd_videomae": "FVD (VideoMAE-v2)"}
 _DETAILS = ("_std", "_ci", "_sizes", "_subset_size", "_n", "_r2")
 
 
@@ -308,9 +297,8 @@ def _is_detail(key: str, values: dict) -> bool:
 def _run_eval(args) -> int:
     _check_target(args.log, "--log")
     result = evaluate(args.a, args.b, metrics=args.metrics, features=args.features, force=args.force, **_resume(args),
-                      kid_subsets=args.kid_subsets,
-                      kid_subset_size=args.kid_subset_size, is_splits=args.is_splits, pr_k=args.pr_k,
-                      dc_k=args.dc_k, bootstrap=args.bootstrap, confidence=args.confidence, seed=args.seed,
+                      **{name: getattr(args, name) for name in declared_options()
+                         if getattr(args, name) is not None},
                       **_options(args))
     record = result.to_dict()
     if args.json:
@@ -320,18 +308,19 @@ def _run_eval(args) -> int:
         for key in v:
             if _is_detail(key, v):
                 continue
-            label = _LABELS.get(key, key)
+            label = result.labels.get(key, key)
             if f"{key}_std" in v:
                 text = f"{v[key]:.6f} ± {v[key + '_std']:.6f}"
             else:
                 text = f"{v[key]:.6f}"
             if f"{key}_subset_size" in v:
-                text += f"  ({args.kid_subsets} subsets of {v[key + '_subset_size']})"
+                text += f"  ({result.options.get('kid_subsets')} subsets of {v[key + '_subset_size']})"
             if f"{key}_n" in v:
                 text += f"  (two halves of N={v[key + '_n']})"
             if f"{key}_ci" in v:
                 lo, hi = v[f"{key}_ci"]
-                text += f"  [{lo:.6f}, {hi:.6f}] ({args.confidence:.0%}, {args.bootstrap} bootstrap resamples)"
+                text += (f"  [{lo:.6f}, {hi:.6f}] ({result.options['confidence']:.0%}, "
+                         f"{result.options['bootstrap']} bootstrap resamples)")
             if f"{key}_sizes" in v:
                 text += (f"  (fit over N = {v[key + '_sizes'][0]}..{v[key + '_sizes'][-1]}, "
                          f"R² {v.get(key + '_r2', float('nan')):.3f})")

@@ -189,7 +189,7 @@ class Evaluator:
         return {"metrics": list(self.metrics), "tasks": [f"{t.metric.name}@{t.space}" for t in plan.tasks],
                 "mode": dict(plan.preprocessing),
                 "weights_sha256": {n: self._session.extractor(n).weights_sha256 for n in plan.extractors},
-                "options": dict(vars(self.options)),
+                "options": self.options.to_dict([t.metric for t in plan.tasks]),
                 "clip": None if self._session.clip is None else self._session.clip.describe()}
 
     def state_dict(self) -> dict:

@@ -24,7 +24,7 @@ from fidkit.engine.plan import Plan, SideNeeds, make_plan, with_crop
 from fidkit.engine.state import Side
 from fidkit.errors import BadInputError, FidkitWarning
 from fidkit.extractors import Extractor, get_spec
-from fidkit.metrics.catalog import Inputs, MetricOptions, result_key
+from fidkit.metrics.catalog import Inputs, MetricOptions, result_key, result_label
 from fidkit.report.result import EvalResult
 from fidkit.stats.provenance import Provenance
 
@@ -51,18 +51,10 @@ def emit(messages: list[str]) -> None:
 
 
 def options_with(options: MetricOptions | None, overrides: dict) -> MetricOptions:
-    try:
-        o = dataclasses.replace(options or MetricOptions(), **overrides)
-    except TypeError as e:
-        raise BadInputError(f"unknown option: {e}") from None
-    for name in ("kid_subsets", "kid_subset_size", "is_splits", "pr_k", "dc_k", "bootstrap", "seed"):
-        v = getattr(o, name)
-        low = 0 if name in ("bootstrap", "seed") else 1
-        if isinstance(v, bool) or not isinstance(v, int) or v < low:
-            raise BadInputError(f"{name} must be an integer of at least {low}, got {v!r}")
-    if not 0 < o.confidence < 1:
-        raise BadInputError(f"confidence must lie strictly between 0 and 1, got {o.confidence!r}")
-    return o
+    """``options`` with ``overrides`` (keywords of the metrics' declared options), validated by the declarations."""
+    if options is not None and not isinstance(options, MetricOptions):
+        raise BadInputError(f"options must be a MetricOptions, got {type(options).__name__}")
+    return (options or MetricOptions()).replace(**overrides)
 
 
 def _recorded_modes(sources: list[Source]) -> dict[str, str]:
@@ -92,6 +84,7 @@ class Session:
         self._weights = {get_spec(k).name: v for k, v in self._weights_by_extractor(weights).items() if v is not None}
         self._device = device
         self._extractors: dict[str, Extractor] = {}
+        self.labels: dict[str, str] = {}
 
     def _weights_by_extractor(self, weights) -> dict:
         """A dict names each network's file; a single path belongs to the only network of the plan, or else to
@@ -201,7 +194,10 @@ class Session:
                 inputs = Inputs(real.stats.get(space), real.features.get(space), fake.stats.get(space),
                                 fake.features.get(space), fake.n, self.options)
                 for key, value in task.metric.compute(inputs).items():
-                    values[result_key(key, task.metric, task.extractor.key, task.extractor.metric_names)] = value
+                    name = result_key(key, task.metric, task.extractor.key, task.extractor.metric_names)
+                    values[name] = value
+                    self.labels[name] = result_label(name, task.metric, task.extractor.key, task.extractor.name,
+                                                     task.extractor.metric_names)
         notes.extend(str(w.message) for w in caught if issubclass(w.category, FidkitWarning))
         return values
 
@@ -222,7 +218,8 @@ class Session:
         return EvalResult(values=values, n_a=real.n, n_b=fake.n, a=real.description, b=fake.description,
                           mode=self.mode if uses_net or primary.mode else None, provenance=primary,
                           warnings=notes, seconds=time.perf_counter() - start, metrics=self.plan.metric_names,
-                          options=dataclasses.asdict(self.options),
+                          options=self.options.to_dict([t.metric for t in self.plan.tasks]),
+                          labels={k: self.labels[k] for k in values if k in self.labels},
                           device=str(self.device) if uses_net and self.device is not None else None,
                           spaces=spaces, skipped={s.description: s.skipped for s in (real, fake) if s.skipped})
 

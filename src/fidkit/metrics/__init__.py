@@ -8,11 +8,13 @@ from fidkit.metrics.inception_score import inception_score
 from fidkit.metrics.infinity import Extrapolation, extrapolate_to_infinity, fid_infinity, is_infinity
 from fidkit.metrics.kid import kernel_inception_distance
 from fidkit.metrics.prdc import DensityCoverage, PrecisionRecall, density_coverage, precision_recall
+# metrics declared in modules of their own register themselves on import
+from fidkit.metrics.vendi import vendi_score
 
 __all__ = [
     "frechet_distance", "frechet_distance_from_moments", "trace_sqrt_product",
     "inception_score", "kernel_inception_distance", "cmmd", "precision_recall", "density_coverage",
     "fid_infinity", "is_infinity", "extrapolate_to_infinity",
-    "bootstrap_interval", "fid_bootstrap", "fid_noise_floor",
+    "bootstrap_interval", "fid_bootstrap", "fid_noise_floor", "vendi_score",
     "ScoreWithSpread", "PrecisionRecall", "DensityCoverage", "Extrapolation", "BootstrapInterval",
 ]

@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from fidkit.errors import BadInputError
 from fidkit.metrics.bootstrap import bootstrap_interval, fid_bootstrap, fid_noise_floor
 from fidkit.metrics.cmmd import cmmd
 from fidkit.metrics.frechet import frechet_distance
@@ -31,17 +32,116 @@ STREAM, KEEP = "stream", "keep"
 
 
 @dataclasses.dataclass(frozen=True)
-class MetricOptions:
-    """Options of the sample-based metrics; one ``seed`` drives every random choice."""
+class Option:
+    """One option of a metric, declared with the metric: the CLI flag (``--kid-subsets``), the Python keyword
+    (``kid_subsets=``), validation and help are all derived from it."""
 
-    kid_subsets: int = 100
-    kid_subset_size: int = 1000
-    is_splits: int = 10
-    pr_k: int = 3
-    dc_k: int = 5
-    bootstrap: int = 0            # resamples for confidence intervals (0: none)
-    confidence: float = 0.95
-    seed: int = 2020              # torch-fidelity's default: IS shuffle and KID subsets equal its values
+    name: str
+    type: type                              # int or float
+    default: Any
+    help: str = ""
+    low: float | None = None                # inclusive bounds (None: unbounded)
+    high: float | None = None
+    strict: bool = False                    # bounds exclusive (confidence: strictly between 0 and 1)
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    def validate(self, value: Any) -> Any:
+        """``value`` as this option's type, or a :class:`BadInputError` naming the option and its bounds."""
+        kind = "an integer" if self.type is int else "a number"
+        ok_type = (isinstance(value, (int, np.integer)) if self.type is int
+                   else isinstance(value, (int, float, np.integer, np.floating)))
+        if isinstance(value, bool) or not ok_type:
+            raise BadInputError(f"{self.name} must be {kind}{self._bounds()}, got {value!r}")
+        v = self.type(value)
+        if self.type is float and not np.isfinite(v):
+            raise BadInputError(f"{self.name} must be a finite number{self._bounds()}, got {value!r}")
+        below = self.low is not None and (v <= self.low if self.strict else v < self.low)
+        above = self.high is not None and (v >= self.high if self.strict else v > self.high)
+        if below or above:
+            raise BadInputError(f"{self.name} must be {kind}{self._bounds(below, above)}, got {value!r}")
+        return v
+
+    def _bounds(self, below: bool = True, above: bool = True) -> str:
+        """The bounds in words: the violated one (both when the range is open at both ends)."""
+        lo, hi = (None if b is None else (int(b) if float(b).is_integer() else b) for b in (self.low, self.high))
+        if self.strict and lo is not None and hi is not None:
+            return f" strictly between {lo} and {hi}"
+        if lo is not None and below:
+            return f" of at least {lo}"
+        if hi is not None and above:
+            return f" of at most {hi}"
+        return ""
+
+
+#: Options every metric shares: intervals and the seed of every random choice.
+COMMON_OPTIONS = (
+    Option("bootstrap", int, 0, "N bootstrap resamples for confidence intervals of FD (bias-shifted: covers the "
+           "expected FD at this N), precision, recall, density and coverage (percentile); 0: none", low=0),
+    Option("confidence", float, 0.95, "level of the bootstrap intervals", low=0, high=1, strict=True),
+    # np.random.RandomState, which torch-fidelity's subsets and shuffles use, takes seeds below 2**32
+    Option("seed", int, 2020, "seed of every random choice (the default is torch-fidelity's)", low=0,
+           high=2 ** 32 - 1),
+)
+
+
+class MetricOptions:
+    """The options of the metrics: one value per option declared by a registered metric (and the common
+    ``bootstrap``, ``confidence``, ``seed``), validated when given.  Immutable; :meth:`replace` makes a changed
+    copy.  ``MetricOptions(kid_subsets=50).kid_subsets``; an option nobody set reads as its declared default."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, **values: Any):
+        known = declared_options()
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise BadInputError(f"unknown option(s) {', '.join(unknown)}; the metrics' options: "
+                                f"{', '.join(sorted(known))}")
+        object.__setattr__(self, "_values", {k: known[k].validate(v) for k, v in values.items()})
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return self._values[name]
+        except KeyError:
+            pass
+        known = declared_options()
+        if name in known:
+            return known[name].default
+        raise AttributeError(f"no metric declares an option {name!r}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("MetricOptions is immutable; use .replace(...)")
+
+    def replace(self, **changes: Any) -> "MetricOptions":
+        return MetricOptions(**{**self._values, **changes})
+
+    def to_dict(self, metrics: "list[MetricSpec] | None" = None) -> dict[str, Any]:
+        """Every option's value (given or default); with ``metrics``, only theirs and the common ones."""
+        options = declared_options(metrics)
+        return {name: getattr(self, name) for name in sorted(options)}
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, MetricOptions) and self.to_dict() == other.to_dict()
+
+    def __hash__(self) -> int:
+        return hash(tuple(self.to_dict().items()))
+
+    def __repr__(self) -> str:
+        return "MetricOptions(" + ", ".join(f"{k}={v!r}" for k, v in self.to_dict().items()) + ")"
+
+
+def declared_options(metrics: "list[MetricSpec] | None" = None) -> dict[str, Option]:
+    """Options by name: the common ones and those of ``metrics`` (default: every registered metric)."""
+    out = {o.name: o for o in COMMON_OPTIONS}
+    for m in (METRICS.values() if metrics is None else metrics):
+        for o in m.options:
+            out.setdefault(o.name, o)
+    return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +158,15 @@ class Inputs:
 
 @dataclasses.dataclass(frozen=True)
 class MetricSpec:
+    """A metric, declared once.
+
+    ``role`` is the tap role it reads (``embedding``, ``logits``, ``spatial``, ``embedding_l2``); ``real`` and
+    ``fake`` say how each side is read (:data:`STREAM`: streamed statistics, O(d^2) memory; :data:`KEEP`:
+    per-sample features; ``None``: not read).  ``compute(Inputs)`` returns a dict whose keys are the generic
+    ``outputs`` (and ``<output>_std``/``_ci``-style details of them); ``labels`` gives each output's printed name.
+    ``options`` become keywords of :func:`fidkit.evaluate` and flags of ``fidkit eval``.
+    """
+
     name: str                               # generic name, as requested: fd, kd, pr, dc, is, sfid, ...
     summary: str
     role: str                               # the tap role it reads
@@ -67,6 +176,14 @@ class MetricSpec:
     extractors: tuple[str, ...] | None = None   # only these feature spaces (None: any with the role)
     inception_name: str | None = None       # its historic name in the Inception space (fd -> fid)
     fake_keep_for_bootstrap: bool = False   # the bootstrap resamples generated features
+    options: tuple[Option, ...] = ()
+    outputs: tuple[str, ...] = ()           # the values it returns (default: its name)
+    labels: dict[str, str] = dataclasses.field(default_factory=dict)   # output -> printed label
+    inception_label: str | None = None      # printed label of its historic Inception name (FID)
+
+    def __post_init__(self):
+        if not self.outputs:
+            object.__setattr__(self, "outputs", (self.name,))
 
     def needs(self, bootstrap: bool) -> tuple[set[str], set[str]]:
         """How the real and the generated side are read: subsets of {STREAM, KEEP}."""
@@ -155,25 +272,57 @@ def _mean_intervals(o: MetricOptions, **per_sample: np.ndarray) -> dict[str, lis
     return out
 
 
-METRICS: dict[str, MetricSpec] = {m.name: m for m in (
+_K_PR = Option("pr_k", int, 3, "neighbours for precision/recall", low=1)
+_K_DC = Option("dc_k", int, 5, "neighbours for density/coverage", low=1)
+
+#: Every registered metric by generic name (:func:`register_metric` adds one).
+METRICS: dict[str, MetricSpec] = {}
+
+
+def register_metric(spec: MetricSpec, *, replace: bool = False) -> MetricSpec:
+    """Make ``spec`` available to every front end: ``evaluate(metrics=...)``, the ``Evaluator``, ``fidkit eval
+    --metrics`` and its option flags, result names and printed labels."""
+    if spec.name in METRICS and not replace and METRICS[spec.name] is not spec:
+        raise BadInputError(f"a metric named {spec.name!r} is already registered (pass replace=True)")
+    taken = {o.name: m.name for m in METRICS.values() if m.name != spec.name for o in m.options}
+    taken.update({o.name: "every metric" for o in COMMON_OPTIONS})
+    for o in spec.options:
+        if o.name in taken and declared_options()[o.name] != o:
+            raise BadInputError(f"metric {spec.name!r}: option {o.name!r} is already declared by {taken[o.name]} "
+                                "with other settings")
+    METRICS[spec.name] = spec
+    return spec
+
+
+for _m in (
     MetricSpec("fd", "Fréchet distance between Gaussian fits of the embeddings (FID in the Inception space)",
-               "embedding", STREAM, STREAM, _fd, inception_name="fid", fake_keep_for_bootstrap=True),
+               "embedding", STREAM, STREAM, _fd, inception_name="fid", fake_keep_for_bootstrap=True,
+               labels={"fd": "FD"}, inception_label="FID"),
     MetricSpec("kd", "kernel distance: unbiased MMD² with a cubic polynomial kernel (KID in the Inception space)",
-               "embedding", KEEP, KEEP, _kd, inception_name="kid"),
-    MetricSpec("pr", "precision and recall (k-NN manifolds)", "embedding", KEEP, KEEP, _pr),
-    MetricSpec("dc", "density and coverage", "embedding", KEEP, KEEP, _dc),
+               "embedding", KEEP, KEEP, _kd, inception_name="kid", labels={"kd": "KD"}, inception_label="KID",
+               options=(Option("kid_subsets", int, 100, "random subsets KD/KID averages over", low=1),
+                        Option("kid_subset_size", int, 1000, "samples per subset (capped by N, with a warning)",
+                               low=1))),
+    MetricSpec("pr", "precision and recall (k-NN manifolds)", "embedding", KEEP, KEEP, _pr,
+               outputs=("precision", "recall"), options=(_K_PR,)),
+    MetricSpec("dc", "density and coverage", "embedding", KEEP, KEEP, _dc, outputs=("density", "coverage"),
+               options=(_K_DC,)),
     MetricSpec("fd_inf", "Fréchet distance extrapolated to infinitely many samples", "embedding", STREAM, KEEP,
-               _fd_inf, inception_name="fid_inf"),
+               _fd_inf, inception_name="fid_inf", labels={"fd_inf": "FD-inf"}, inception_label="FID-inf"),
     MetricSpec("noise_floor", "Fréchet distance between two random halves of the reference", "embedding", KEEP,
-               None, _noise_floor),
-    MetricSpec("is", "Inception Score", "logits", None, KEEP, _is, extractors=("inception",)),
+               None, _noise_floor, labels={"noise_floor": "noise floor (real vs real FD)"}),
+    MetricSpec("is", "Inception Score", "logits", None, KEEP, _is, extractors=("inception",), labels={"is": "IS"},
+               options=(Option("is_splits", int, 10, "splits of the generated samples for IS", low=1),)),
     MetricSpec("is_inf", "Inception Score extrapolated to infinitely many samples", "logits", None, KEEP, _is_inf,
-               extractors=("inception",)),
+               extractors=("inception",), labels={"is_inf": "IS-inf"}),
     MetricSpec("sfid", "Fréchet distance of spatial features (sFID)", "spatial", STREAM, STREAM, _sfid,
-               extractors=("inception",)),
+               extractors=("inception",), labels={"sfid": "sFID"}),
     MetricSpec("cmmd", "CLIP maximum mean discrepancy (Gaussian kernel, sigma 10, x1000)", "embedding_l2", KEEP,
-               KEEP, _cmmd, extractors=("clip-vitl14-336",)),
-)}
+               KEEP, _cmmd, extractors=("clip-vitl14-336",), labels={"cmmd": "CMMD"}),
+):
+    register_metric(_m)
+del _m
+
 
 #: Historic names and groups a user may type.
 ALIASES = {"fid": ("fd",), "kid": ("kd",), "fid_inf": ("fd_inf",), "prdc": ("pr", "dc")}
@@ -185,7 +334,7 @@ def result_key(key: str, metric: MetricSpec, space_key: str, names: dict[str, st
     space's own names of generic metrics (I3D: ``fd`` -> ``fvd``, so ``fd_ci`` -> ``fvd_ci``)."""
     if metric.extractors is not None and len(metric.extractors) == 1:
         return key                                     # a metric of one space needs no suffix (is, sfid, cmmd)
-    bases = sorted({metric.name, "precision", "recall", "density", "coverage"}, key=len, reverse=True)
+    bases = sorted({metric.name, *metric.outputs}, key=len, reverse=True)
     base = next((b for b in bases if key == b or key.startswith(b + "_")), key)
     rest = key[len(base):]
     if names and base == metric.name and base in names:
@@ -195,3 +344,22 @@ def result_key(key: str, metric: MetricSpec, space_key: str, names: dict[str, st
             return metric.inception_name + rest
         return key
     return f"{base}_{space_key}{rest}"
+
+
+def result_label(key: str, metric: MetricSpec, space_key: str, space_name: str,
+                 names: dict[str, str] | None = None) -> str:
+    """The printed label of the value ``key`` (a result name from :func:`result_key` of a generic output):
+    the metric's declared label, in the Inception space its historic one, elsewhere with the space's network
+    (``FD (dinov2-vitl14)``); a space's own metric names print in capitals (``FVD``)."""
+    generic = next((o for o in sorted(metric.outputs, key=len, reverse=True)
+                    if result_key(o, metric, space_key, names) == key), None)
+    if generic is None:
+        return key
+    if names and generic in names:
+        return names[generic].upper()
+    label = metric.labels.get(generic, generic)
+    if metric.extractors is not None and len(metric.extractors) == 1:
+        return label
+    if not space_key:
+        return metric.inception_label or label if generic == metric.name else label
+    return f"{label} ({space_name})"

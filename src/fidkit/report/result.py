@@ -28,6 +28,9 @@ class EvalResult:
     spaces: dict[str, Provenance] = dataclasses.field(default_factory=dict)
     #: per source, the files left out because they could not be read (``skip_bad``): "name: reason"
     skipped: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    #: printed name of each main value (``fid``: ``FID``, ``fd_dinov2``: ``FD (dinov2-vitl14)``), from the
+    #: metrics' declarations
+    labels: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def __getitem__(self, name: str) -> Any:
         return self.values[name]
