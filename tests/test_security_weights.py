@@ -526,6 +526,10 @@ def test_torch_save_pickles_and_hostile_files_are_weights_errors_for_every_netwo
     files["garbage"].write_bytes(b"\x80\x02garbage" * 10)
     files["empty"] = tmp_path / "empty.pt"
     files["empty"].write_bytes(b"")
+    for what, obj in (("int entry", {"visual.proj": 3, "Conv2d_1a_3x3.conv.weight": 3}),
+                      ("list entry", {"Conv2d_1a_3x3.conv.weight": [1.0, 2.0]}), ("bare list", [torch.ones(2)])):
+        files[what] = tmp_path / f"{what.replace(' ', '-')}.pt"
+        torch.save(obj, files[what])
     for kind, path in files.items():
         with pytest.raises(WeightsUnavailableError) as e:
             Extractor(name, weights=path, device="cpu")

@@ -143,6 +143,10 @@ def read_state_dict(path) -> dict:
             f"(not a plain state dict, or corrupt): {_weights.load_error_reason(e)}") from e
     if not isinstance(state, dict):
         raise WeightsUnavailableError(f"{path}: holds a {type(state).__name__}, not a state dict")
+    odd = next((k for k, v in state.items() if not isinstance(v, torch.Tensor)), None)
+    if odd is not None:
+        raise WeightsUnavailableError(f"{path}: entry {odd!r} is {type(state[odd]).__name__}, not a tensor; "
+                                      "not a state dict of tensors")
     return state
 
 
