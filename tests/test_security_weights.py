@@ -7,13 +7,12 @@ from __future__ import annotations
 import io
 import os
 import pickle
-import shutil
 import subprocess
 import sys
 import warnings
 import zipfile
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Tuple
 
 import numpy as np
 import pytest
@@ -200,21 +199,14 @@ class _Outer(nn.Module):
 
 
 def _setstate_archive(tmp_path, kind: str) -> Path:
+    """An archive whose module runs ``torch.from_file(marker)`` in its ``__setstate__`` when TorchScript loads it."""
     marker = str(_marker(tmp_path))
-    if kind == "tuple":
-        module = _SetstateTuple(marker)
-    elif kind == "nested":
-        module = _Outer(_SetstateTuple(marker))
-    else:
-        class_src = _SetstateDict  # the dict variant's marker path is in its code
-        module = class_src(marker)
-    path = tmp_path / f"setstate-{kind}.pt"
-    if kind == "dict":
-        _save_script(module, path)
+    module = {"tuple": lambda: _SetstateTuple(marker), "nested": lambda: _Outer(_SetstateTuple(marker)),
+              "dict": lambda: _SetstateDict(marker)}[kind]()
+    path = _save_script(module, tmp_path / f"setstate-{kind}.pt")
+    if kind == "dict":  # this variant's marker path is written in its code
         _rewrite_member(path, lambda name, data: data.replace(b"MARKER_PATH", marker.encode())
                         if "/code/" in name and name.endswith(".py") else data)
-    else:
-        _save_script(module, path)
     return path
 
 
