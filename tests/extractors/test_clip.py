@@ -133,11 +133,19 @@ def test_wrong_input_size_is_refused(vit_b32):
 # -- weights ---------------------------------------------------------------------------------------
 
 
-def test_torchscript_archive_is_read_without_python_pickle(vit_b32_file, monkeypatch):
-    def no_pickle(*args, **kwargs):
-        raise AssertionError("torch.load must not read a TorchScript archive")
-    monkeypatch.setattr(torch, "load", no_pickle)
+def test_torchscript_archive_is_read_as_jit_reads_it_without_running_it(vit_b32_file, monkeypatch):
+    # what clip.load(..., jit=False) reads: torch.jit.load(path).state_dict(); names, order, dtypes, strides, values
+    jit_state = torch.jit.load(str(vit_b32_file), map_location="cpu").state_dict()
+
+    def no_loader(*args, **kwargs):
+        raise AssertionError("neither torch.load nor torch.jit.load may read a TorchScript archive")
+    monkeypatch.setattr(torch, "load", no_loader)
+    monkeypatch.setattr(torch.jit, "load", no_loader)
     state = read_clip_state_dict(vit_b32_file)
+    assert list(state) == list(jit_state)
+    for k, v in jit_state.items():
+        assert (state[k].dtype, state[k].shape, state[k].stride()) == (v.dtype, v.shape, v.stride()), k
+        assert torch.equal(state[k], v), k
     want = random_clip_state_dict("ViT-B/32", seed=1)
     assert state.keys() == want.keys()
     for k in ("visual.proj", "visual.ln_post.bias", "transformer.resblocks.11.mlp.c_fc.weight"):

@@ -257,9 +257,15 @@ def custom_extractor(name: str, module: torch.nn.Module, *, dim: int, size: int,
 
         def forward(self, x, taps=("embedding",)):
             out = self.inner(x)
+            if not isinstance(out, torch.Tensor):
+                raise BadInputError(f"custom extractor {name!r} returned {type(out).__name__}, declared a tensor "
+                                    f"N x {dim}")
             if out.ndim != 2 or out.shape[1] != dim:
                 raise BadInputError(f"custom extractor {name!r} returned shape {tuple(out.shape)}, "
                                     f"declared N x {dim}")
+            if out.shape[0] != x.shape[0]:  # one row per image, or N is silently wrong
+                raise BadInputError(f"custom extractor {name!r} returned {out.shape[0]} feature rows for a batch of "
+                                    f"{x.shape[0]} images; it must return one row per image (N x {dim})")
             return {"embedding": out}
 
     spec = ExtractorSpec(

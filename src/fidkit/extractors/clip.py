@@ -28,7 +28,6 @@ import dataclasses
 import math
 import os
 import warnings
-import zipfile
 from pathlib import Path
 from typing import Callable, Iterable, NamedTuple
 
@@ -39,7 +38,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from fidkit.errors import BadInputError, WeightsUnavailableError
-from fidkit.extractors.weights import WeightSpec
+from fidkit.extractors.torchscript import is_torchscript_archive, read_torchscript_state_dict
+from fidkit.extractors.weights import WeightSpec, check_finite, load_error_reason
 
 __all__ = [
     "ARCHS", "CLIPArch", "CLIPVisual", "TAPS", "WEIGHTS", "WEIGHTS_LICENCE",
@@ -237,39 +237,30 @@ class CLIPVisual(nn.Module):
 # Reading the published files
 
 
-def _is_torchscript_archive(path: Path) -> bool:
-    # Both torch.save and TorchScript write zip archives; only TorchScript stores code.
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as z:
-        return any("/code/" in name or name.endswith("/constants.pkl") for name in z.namelist())
-
-
 def read_clip_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """All tensors of a CLIP checkpoint (image and text towers), on the CPU.
 
     OpenAI publishes TorchScript archives (``ViT-B-32.pt``,
-    ``ViT-L-14-336px.pt``).  Their parameters are read with
-    ``torch.jit.load(...).state_dict()``: TorchScript's own C++ deserializer,
-    whose restricted unpickler rebuilds only TorchScript types (tensors,
-    modules, constants); Python's ``pickle`` never runs on the file.  A
-    plain state dict (``torch.save(model.state_dict())``) is read with
-    ``torch.load(weights_only=True)``.  Neither checks the file's origin: the
-    caller checks its sha256 (:data:`WEIGHTS`) first.
+    ``ViT-L-14-336px.pt``).  Their parameters are read as data by
+    :func:`~fidkit.extractors.torchscript.read_torchscript_state_dict`: the
+    names and tensors ``torch.jit.load(...).state_dict()`` gives (what
+    ``clip.load(..., jit=False)`` reads), without TorchScript's loader, so no
+    code in the file runs.  A plain state dict (``torch.save(model.state_dict())``)
+    is read with ``torch.load(weights_only=True)``.  Neither checks the file's
+    origin: the caller checks its sha256 (:data:`WEIGHTS`) first.
     """
     path = Path(path)
     if not path.is_file():
         raise WeightsUnavailableError(f"CLIP weight file {path} does not exist")
-    try:
-        if _is_torchscript_archive(path):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated, still the published format
-                state = torch.jit.load(str(path), map_location="cpu").state_dict()
-        else:
+    if is_torchscript_archive(path):
+        state = read_torchscript_state_dict(path, "CLIP")
+    else:
+        try:
             state = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise WeightsUnavailableError(f"{path}: not a readable CLIP checkpoint ({e}); "
-                                      "delete it and download it again") from e
+        except Exception as e:  # UnpicklingError (a pickle of other objects), RuntimeError, EOFError, ...
+            raise WeightsUnavailableError(f"{path}: not a readable CLIP checkpoint ({load_error_reason(e)}); "
+                                          "expected OpenAI's TorchScript archive or a plain state dict of "
+                                          "tensors") from e
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise WeightsUnavailableError(f"{path}: holds {type(state).__name__}, not a CLIP state dict of tensors")
     return dict(state)
@@ -326,7 +317,9 @@ def clip_visual_from_state_dict(arch: str | CLIPArch, state: dict[str, torch.Ten
 
 def load_clip_visual(path: str | os.PathLike, arch: str | CLIPArch) -> CLIPVisual:
     """Read a CLIP checkpoint file and return its image tower (see :func:`read_clip_state_dict`)."""
-    return clip_visual_from_state_dict(arch, read_clip_state_dict(path), str(path))
+    state = read_clip_state_dict(path)
+    check_finite(state, path)
+    return clip_visual_from_state_dict(arch, state, str(path))
 
 
 # --------------------------------------------------------------------------------------------------

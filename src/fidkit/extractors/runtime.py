@@ -91,6 +91,7 @@ class Extractor:
         else:
             self.weights_path, self.weights_sha256 = _weights.resolve(self.spec.weights, weights)
             state = (self.spec.read_weights or read_state_dict)(self.weights_path)
+            _weights.check_finite(state, self.weights_path)
         net = self.spec.build(state, str(self.weights_path))
         self.net = net.eval().requires_grad_(False).to(self.device)
 
@@ -139,9 +140,13 @@ def read_state_dict(path) -> dict:
     except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError, ... for bad files
         raise WeightsUnavailableError(
             f"{path}: cannot be loaded with torch.load(weights_only=True) "
-            f"(not a plain state dict, or corrupt): {e}") from e
+            f"(not a plain state dict, or corrupt): {_weights.load_error_reason(e)}") from e
     if not isinstance(state, dict):
         raise WeightsUnavailableError(f"{path}: holds a {type(state).__name__}, not a state dict")
+    odd = next((k for k, v in state.items() if not isinstance(v, torch.Tensor)), None)
+    if odd is not None:
+        raise WeightsUnavailableError(f"{path}: entry {odd!r} is {type(state[odd]).__name__}, not a tensor; "
+                                      "not a state dict of tensors")
     return state
 
 

@@ -156,7 +156,7 @@ def read_tensor_state_dict(path: str | os.PathLike, what: str, containers: tuple
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError, ... for bad files
-        raise WeightsUnavailableError(f"{path}: not a readable {what} checkpoint ({e}); "
+        raise WeightsUnavailableError(f"{path}: not a readable {what} checkpoint ({load_error_reason(e)}); "
                                       "delete it and download it again") from e
     if isinstance(state, dict):
         state = next((state[k] for k in containers if k in state), state)
@@ -165,6 +165,32 @@ def read_tensor_state_dict(path: str | os.PathLike, what: str, containers: tuple
         raise WeightsUnavailableError(f"{path}: holds {type(state).__name__}, not a {what} state dict of "
                                       f"tensors{where}")
     return dict(state)
+
+
+def load_error_reason(e: BaseException) -> str:
+    """What ``torch.load(weights_only=True)`` objected to, in one line: its "WeightsUnpickler error" line when there
+    is one (torch's message around it suggests allow-listing the globals, which fidkit never does), else the first
+    line of the message; its first sentence only."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    line = next((ln for ln in lines if ln.startswith("WeightsUnpickler error")), lines[0] if lines else "")
+    line = line.split(". ")[0].rstrip(".")  # its first sentence: what was refused, not how to allow it
+    return f"{type(e).__name__}: {line}" if line else type(e).__name__
+
+
+def check_finite(state: dict, path) -> None:
+    """Refuse weights with a NaN or an infinity in any floating (or complex) tensor of ``state``, naming the file
+    and the first such entry: a damaged file would otherwise surface only as NaN features, naming neither."""
+    import torch
+    for key, value in state.items():
+        if not isinstance(value, torch.Tensor) or not (value.is_floating_point() or value.is_complex()):
+            continue
+        bad = int((~torch.isfinite(value)).sum()) if value.numel() else 0
+        if bad:
+            nan = int(torch.isnan(value).sum())
+            kinds = " and ".join(k for k, n in (("NaN", nan), ("Inf", bad - nan)) if n)
+            raise WeightsUnavailableError(
+                f"{path}: the weights are damaged: {key} ({str(value.dtype).replace('torch.', '')}, shape "
+                f"{tuple(value.shape)}) holds {bad} {kinds} value(s); delete the file and download it again")
 
 
 def few(keys: list[str]) -> str:
