@@ -7,7 +7,7 @@
 
 __version__ = "0.1.0"
 
-from fidkit.api import DEFAULT_METRICS, MetricOptions, compute_reference, compute_stats, evaluate, fid
+from fidkit.api import DEFAULT_METRICS, MetricOptions, RunOptions, compute_reference, compute_stats, evaluate, fid
 from fidkit.errors import BadInputError, FidkitError, FidkitWarning, IncomparableStatsError, WeightsUnavailableError
 from fidkit.evaluator import Evaluator, evaluate_generator, sample_seeds, seeded_randn
 from fidkit.extractors import ExtractorSpec, Preprocessing, Tap, custom_extractor, register
@@ -21,7 +21,8 @@ from fidkit.stats.provenance import Provenance
 from fidkit.stats.reference import Reference
 
 __all__ = [
-    "fid", "evaluate", "compute_stats", "compute_reference", "MetricOptions", "DEFAULT_METRICS", "EvalResult",
+    "fid", "evaluate", "compute_stats", "compute_reference", "MetricOptions", "RunOptions", "DEFAULT_METRICS",
+    "EvalResult",
     "Reference", "frechet_distance", "frechet_distance_from_moments", "FeatureStats", "Provenance",
     "FIDResult", "MODES", "FidkitError", "BadInputError", "IncomparableStatsError", "WeightsUnavailableError",
     "FidkitWarning", "Evaluator", "evaluate_generator", "sample_seeds", "seeded_randn", "__version__",

@@ -18,21 +18,24 @@ from __future__ import annotations
 
 import copy
 import time
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from fidkit.data.sources import VALUE_RANGES, open_source, to_uint8_nchw
+from fidkit.data.sources import to_uint8_nchw
 from fidkit.engine import distributed as D
-from fidkit.engine.evaluation import Session, clip_options, emit, options_with
-from fidkit.engine.plan import make_plan
+from fidkit.engine.evaluation import Session, emit
 from fidkit.engine.extract import Diagnostics, new_side_state, run_branches
 from fidkit.engine.state import Side, SideState
 from fidkit.errors import BadInputError
 from fidkit.metrics.catalog import MetricOptions
 from fidkit.report.result import EvalResult
+from fidkit.request import RunKeywords, RunOptions, SourceLike, WeightsLike, resolve
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 _FORMAT = "fidkit.Evaluator"
 _FORMAT_VERSION = 2
@@ -62,28 +65,24 @@ class Evaluator:
     ``kid_subsets`` or ``bootstrap``).
     """
 
-    def __init__(self, metrics: str | Iterable[str] | None = None, reference=None, *,
-                 features: str | Iterable[str] | None = None, mode: str | dict | None = None,
-                 weights=None, device=None, value_range=None, batch_size: int = 64, force: bool = False,
-                 distributed: bool | None = None, group=None, progress: bool = False,
-                 workers: int | None = None, options: MetricOptions | None = None, crop: str | None = None,
-                 clip=None, layout: str | None = None, **option_overrides):
-        if batch_size < 1:
-            raise BadInputError(f"batch_size must be at least 1, got {batch_size}")
-        if value_range is not None and tuple(float(v) for v in value_range) not in VALUE_RANGES:
-            raise BadInputError(f"value_range={tuple(value_range)}: use (0, 1), (-1, 1) or (0, 255)")
-        self.options = options_with(options, option_overrides)
-        self.value_range, self.batch_size, self.force = value_range, batch_size, force
+    def __init__(self, metrics: str | Iterable[str] | None = None, reference: SourceLike = None, *,
+                 features: str | Iterable[str] | None = None, mode: str | Mapping[str, str] | None = None,
+                 weights: WeightsLike = None, force: bool = False, distributed: bool | None = None, group=None,
+                 options: MetricOptions | None = None, run: RunOptions | None = None,
+                 **keywords: Unpack[RunKeywords]):
+        keywords.setdefault("batch_size", 64)
+        if "distributed" in keywords:
+            raise BadInputError("distributed is the Evaluator's own argument")
+        run, overrides = RunOptions.split(run, keywords)
+        request = resolve(metrics, features, mode, weights=weights, options=options, run=run,
+                          sources=() if reference is None else (reference,), force=force, **overrides)
+        self.options = request.options
+        self.value_range, self.batch_size, self.force = run.value_range, run.batch_size, force
         self._distributed, self._group = distributed, group
-        self.modality = make_plan(metrics, features, mode).modality
-        if layout is not None and self.modality != "video":
-            raise BadInputError(f"layout={layout!r} applies to videos; images are N x C x H x W")
-        self.layout = layout
-        source = None if reference is None else open_source(reference, value_range=value_range,
-                                                             modality=self.modality, clip=clip_options(clip),
-                                                             layout=layout)
-        self._session = Session(metrics, features, mode, weights, device, self.options,
-                                [] if source is None else [source], crop, clip)
+        self.modality = request.modality
+        self.layout = run.layout
+        source = request.sources[0] if request.sources else None
+        self._session = Session(request)
         plan = self._session.plan
         self.metrics = plan.metric_names
         self.mode = self._session.mode
@@ -100,10 +99,10 @@ class Evaluator:
                                         "real images (update)")
             self._reference = None
         else:
-            self._session.check_comparable(source, None, force)
+            self._reference_notes.extend(request.check_comparable(source, None))   # once, before the pass
             self._real = None
-            run = dict(batch_size=batch_size, workers=workers, progress=progress, distributed=self._combine())
-            self._reference = self._session.side(source, "reference", plan.real, run, self._reference_notes)
+            extraction = dict(run.extraction(), distributed=self._combine())
+            self._reference = self._session.side(source, "reference", plan.real, extraction, self._reference_notes)
 
     # feeding ---------------------------------------------------------------------
     def update(self, images, real: bool = False) -> None:
@@ -154,7 +153,7 @@ class Evaluator:
         if real.n == 0:
             raise BadInputError("no real images: build the evaluator with reference=... or call "
                                 "update(images, real=True)")
-        values = self._session.values(real, fake, self.force, notes)
+        values = self._session.values(real, fake, notes)
         result = self._session.result(values, real, fake, True, notes, start)
         emit(result.warnings)
         return result

@@ -51,6 +51,18 @@ NUMPY_FILE_ERRORS = (OSError, ValueError, EOFError, KeyError, TypeError, SyntaxE
 VALUE_RANGES = {(0, 1), (-1, 1), (0, 255)}
 
 
+def check_value_range(value_range) -> tuple[float, float]:
+    """The one rule for a declared value range, whatever the source: ``(0, 1)``, ``(-1, 1)`` or ``(0, 255)``.
+    It describes float images; uint8 images are always [0, 255]."""
+    try:
+        pair = tuple(float(v) for v in value_range)
+    except (TypeError, ValueError):
+        raise BadInputError(f"value_range={value_range!r}: use (0, 1), (-1, 1) or (0, 255)") from None
+    if pair not in VALUE_RANGES:
+        raise BadInputError(f"value_range={pair}: use (0, 1), (-1, 1) or (0, 255)")
+    return pair
+
+
 @dataclasses.dataclass
 class ImageSource:
     description: str

@@ -57,47 +57,18 @@ def options_with(options: MetricOptions | None, overrides: dict) -> MetricOption
     return (options or MetricOptions()).replace(**overrides)
 
 
-def _recorded_modes(sources: list[Source]) -> dict[str, str]:
-    """Preprocessing recorded in given statistics, per extractor (used when the caller names none)."""
-    found: dict[str, set] = {}
-    for s in sources:
-        if isinstance(s, StatsSource):
-            for space, st in s.reference.stats.items():
-                if st.provenance.known and st.provenance.mode:
-                    found.setdefault(space.split("/", 1)[0], set()).add(st.provenance.mode)
-    return {e: modes.pop() for e, modes in found.items() if len(modes) == 1}
-
-
 class Session:
-    """A resolved request: plan, networks, options."""
+    """A resolved :class:`~fidkit.request.Request` at work: its networks (loaded when first needed), each side's
+    features, the metric values, the result."""
 
-    def __init__(self, metrics, features, mode, weights, device, options: MetricOptions, sources: list[Source],
-                 crop: str | None = None, clip=None):
-        self.options = options
-        plan = make_plan(metrics, features, mode, bootstrap=options.bootstrap > 0)
-        self.clip = video_clip(plan, clip)
-        if mode is None:  # the preprocessing recorded in given statistics, else each extractor's default
-            recorded = _recorded_modes(sources)
-            plan.preprocessing.update({e: m for e, m in recorded.items() if e in plan.preprocessing})
-        plan.preprocessing = with_crop(plan.preprocessing, crop)
-        self.plan: Plan = plan
-        self._weights = {get_spec(k).name: v for k, v in self._weights_by_extractor(weights).items() if v is not None}
-        self._device = device
+    def __init__(self, request):
+        self.request = request
+        self.options = request.options
+        self.plan: Plan = request.plan
+        self.clip = request.clip
+        self._device = request.run.device
         self._extractors: dict[str, Extractor] = {}
         self.labels: dict[str, str] = {}
-
-    def _weights_by_extractor(self, weights) -> dict:
-        """A dict names each network's file; a single path belongs to the only network of the plan, or else to
-        Inception (fidkit 0.1's meaning)."""
-        if isinstance(weights, dict) or weights is None:
-            return dict(weights or {})
-        names = self.plan.extractors
-        if len(names) == 1:
-            return {names[0]: weights}
-        if "inception" in names:
-            return {"inception": weights}
-        raise BadInputError(f"weights={str(weights)!r} is one file for {len(names)} networks ({', '.join(names)}); "
-                            "name each: weights={'dinov2': PATH, ...} (CLI: --weights dinov2=PATH,...)")
 
     @property
     def mode(self) -> str | None:
@@ -107,11 +78,11 @@ class Session:
 
     def extractor(self, name: str) -> Extractor:
         if name not in self._extractors:
-            self._extractors[name] = Extractor.get(name, self._weights.get(name), self._device)
+            self._extractors[name] = Extractor.get(name, self.request.weights.get(name), self._device)
         return self._extractors[name]
 
     def branches(self, needs: SideNeeds) -> list[Branch]:
-        return [Branch(self.extractor(n), get_spec(n).variant(self.plan.preprocessing[n]), self._clip_of(n))
+        return [Branch(self.extractor(n), self.request.preprocessing[n], self.request.provenance)
                 for n in needs.extractors]
 
     def _clip_of(self, name: str) -> str | None:
@@ -119,32 +90,15 @@ class Session:
 
     def provenance(self, name: str, tap: str, source: str | None = None) -> Provenance:
         """What statistics of network ``name``'s tap ``tap`` computed in this session record."""
-        p = self.extractor(name).provenance(self.plan.preprocessing[name], tap, source)
-        clip = self._clip_of(name)
-        return p if clip is None else dataclasses.replace(p, clip=clip)
+        p = self.request.provenance(f"{name}/{tap}")
+        return p if source is None else p.with_source(source)
 
     @property
     def device(self):
         return next(iter(self._extractors.values())).device if self._extractors else None
 
     def planned_provenance(self, source: Source | None, space: str) -> Provenance | None:
-        """What the statistics of ``source`` in ``space`` will record (``None`` source: images fed later)."""
-        if isinstance(source, StatsSource):
-            s = source.reference.stats.get(space)
-            return None if s is None else s.provenance
-        if isinstance(source, FeaturesSource):
-            return source.provenance
-        name, tap = space.split("/", 1)
-        return self.provenance(name, tap, None if source is None else source.description)
-
-    def check_comparable(self, a: Source | None, b: Source | None, force: bool) -> None:
-        """Refuse incomparable inputs before spending minutes on a feature pass."""
-        real, fake = self.plan.real, self.plan.fake
-        spaces = (real.spaces("stream") | real.spaces("keep")) & (fake.spaces("stream") | fake.spaces("keep"))
-        for space in sorted(spaces):
-            planned = [self.planned_provenance(s, space) for s in (a, b)]
-            if None not in planned:
-                planned[0].check_comparable(planned[1], force=force)
+        return self.request.planned_provenance(source, space)
 
     def side(self, source: Source, label: str, needs: SideNeeds, run: dict, notes: list[str]) -> Side:
         stream, keep = needs.spaces("stream"), needs.spaces("keep")
@@ -175,13 +129,12 @@ class Session:
         return Side(source.description, {s: ref.stats[s] for s in stream}, {s: ref.features[s] for s in keep},
                     provenance={s: ref.stats[s].provenance for s in stream | keep if s in ref.stats})
 
-    def values(self, real: Side, fake: Side, force: bool, notes: list[str]) -> dict[str, Any]:
+    def values(self, real: Side, fake: Side, notes: list[str]) -> dict[str, Any]:
         """Checks that need both sides, then every task of the plan; warnings are appended to ``notes``."""
         for side in (real, fake):
             if side.n is not None and side.n < 2:
                 raise BadInputError(f"{side.description}: {side.n} sample(s); the metrics need at least 2")
-        for space in real.stats.keys() & fake.stats.keys():
-            notes.extend(real.stats[space].provenance.check_comparable(fake.stats[space].provenance, force=force))
+        for space in real.stats.keys() & fake.stats.keys():  # comparability: checked once, by the request
             if real.stats[space].dim != fake.stats[space].dim:
                 raise BadInputError(f"feature dimensions differ: {real.stats[space].dim} ({real.description}) vs "
                                     f"{fake.stats[space].dim} ({fake.description})")

@@ -12,7 +12,7 @@ import json
 import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -92,15 +92,16 @@ class Branch:
 
     extractor: Extractor
     preprocessing: Preprocessing
-    clip: str | None = None        # how frames are sampled from each video (video networks), for provenance
+    #: the provenance of each feature space of this network, built once by the request (clip sampling included)
+    planned: Callable[[str], Provenance]
 
     @property
     def name(self) -> str:
         return self.extractor.spec.name
 
     def provenance(self, tap: str, source: str | None) -> Provenance:
-        p = self.extractor.provenance(self.preprocessing.name, tap, source)
-        return p if self.clip is None else dataclasses.replace(p, clip=self.clip)
+        p = self.planned(f"{self.name}/{tap}")
+        return p if source is None else p.with_source(source)
 
 
 def _prepared_batches(source: ImageSource, preps: list[Preprocessing], batch_size: int, workers: int,

@@ -22,7 +22,7 @@ import numpy as np
 from fidkit.errors import BadInputError
 from fidkit.metrics.bootstrap import bootstrap_interval, fid_bootstrap, fid_noise_floor
 from fidkit.metrics.cmmd import cmmd
-from fidkit.metrics.frechet import frechet_distance
+from fidkit.metrics.frechet import frechet_distance_of_stats
 from fidkit.metrics.inception_score import inception_score
 from fidkit.metrics.infinity import fid_infinity, is_infinity
 from fidkit.metrics.kid import kernel_inception_distance
@@ -195,7 +195,7 @@ class MetricSpec:
 
 
 def _fd(x: Inputs) -> dict[str, Any]:
-    out = {"fd": frechet_distance(x.real_stats, x.fake_stats, force=True)}
+    out = {"fd": frechet_distance_of_stats(x.real_stats, x.fake_stats)}
     o = x.options
     if o.bootstrap:
         ci = fid_bootstrap(x.fake_features, x.real_stats, resamples=o.bootstrap, confidence=o.confidence,
@@ -248,7 +248,7 @@ def _is_inf(x: Inputs) -> dict[str, Any]:
 
 
 def _sfid(x: Inputs) -> dict[str, Any]:
-    return {"sfid": frechet_distance(x.real_stats, x.fake_stats, force=True)}
+    return {"sfid": frechet_distance_of_stats(x.real_stats, x.fake_stats)}
 
 
 def _cmmd(x: Inputs) -> dict[str, Any]:

@@ -33,6 +33,12 @@ def frechet_distance(a: FeatureStats, b: FeatureStats, *, force: bool = False) -
     unless ``force``.  Use :func:`frechet_distance_from_moments` for raw arrays.
     """
     a.provenance.check_comparable(b.provenance, force=force)
+    return frechet_distance_of_stats(a, b)
+
+
+def frechet_distance_of_stats(a: FeatureStats, b: FeatureStats) -> float:
+    """The Fréchet distance of two statistics whose comparability the caller has settled (fidkit's request
+    checks it once, before the feature pass); errors name both sources."""
     try:
         return frechet_distance_from_moments(a.mean, a.cov, b.mean, b.cov, n_a=a.n, n_b=b.n)
     except BadInputError as e:
