@@ -41,6 +41,11 @@ def _collective(what: str, group=None):
         except Exception:  # noqa: BLE001
             me = None
         ranks = [r for r in ranks if r != me]
+        try:
+            if not ranks and me is not None and dist.get_world_size(group) == 2:
+                ranks = [1 - me]  # of two processes, the lost one is the other
+        except Exception:  # noqa: BLE001
+            pass
         who = (f"process{'es' if len(ranks) > 1 else ''} of rank {', '.join(map(str, ranks))}" if ranks
                else "a process of the torch.distributed group")
         raise ProcessLostError(
