@@ -53,8 +53,9 @@ def evaluate(a, b, *, metrics: str | Iterable[str] | None = None, features: str 
     files out (listed in ``result.skipped`` and the warnings) instead of stopping.
     ``checkpoint_dir`` (one process) saves each side's extraction progress there;
     an interrupted call repeated with the same arguments continues from it (its
-    result equals an uninterrupted one) and removes it on success; ``restart``
-    discards it first.  ``weights`` is a path (Inception) or a dict per
+    result equals an uninterrupted one; images it already counted must be
+    unchanged: names, sizes, modification times, else it is refused naming
+    them) and removes it on success; ``restart`` discards it first.  ``weights`` is a path (Inception) or a dict per
     extractor.  Video metrics (``fvd``, ``kvd``, or any generic metric with
     ``features="i3d"`` or ``"videomae-v2"``) read videos (:mod:`fidkit.data.video`): files, frame
     folders, ``N x T x H x W x C`` arrays, ``N x T x C x H x W`` tensors (or
@@ -65,8 +66,10 @@ def evaluate(a, b, *, metrics: str | Iterable[str] | None = None, features: str 
     ``is_splits``, ``pr_k``, ``dc_k``, ``bootstrap``, ``confidence``, ``seed``)
     may be given as keywords or as a :class:`MetricOptions`.  With
     ``distributed=True`` and an initialised ``torch.distributed`` process group,
-    every process must make the same call: each extracts every world-th image,
-    and every process returns the result of the whole sources.
+    every process must make the call: a path (folder, archive, ``.npz``) is the
+    same source on every process and each extracts every world-th image of it,
+    while an in-memory tensor, array or iterable of batches is that process's
+    own share (never re-sharded); every process returns the result over all.
     """
     start = time.perf_counter()
     opts = options_with(options, option_overrides)
@@ -139,8 +142,10 @@ def compute_reference(source, *, features: bool = False, spatial: bool = True,
     ``torch.distributed`` group, as in :func:`evaluate`.  ``checkpoint`` (a path;
     one process, files) saves the progress there every ``checkpoint_every_s``
     seconds; a call that finds a checkpoint of the same computation continues from
-    it, with the result of an uninterrupted pass (delete the file once the result
-    is saved; ``fidkit stats`` does).
+    it, with the result of an uninterrupted pass, once it has checked that the
+    images it counted are unchanged (names, sizes and modification times; else
+    it is refused, naming them); delete the file once the result is saved
+    (``fidkit stats`` does).
     """
     specs = parse_features(extractors) or [get_spec("inception")]
     modality = make_plan(["fd"], specs).modality

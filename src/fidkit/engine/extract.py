@@ -269,7 +269,8 @@ def extract(source: ImageSource, branches: list[Branch], *, stream=(), keep=(),
             skip = _resume(checkpoint, saved, state, diagnostics, source, input_stamp)
             done = Listing(skip.digest, skip.count, keep=True)
             done.records = list(skip.records)
-    with tqdm(total=count, unit="img", desc=_short(source.description), disable=not progress or shard[0] != 0,
+    with tqdm(total=count, unit="img", desc=_short(source.description),
+              disable=not progress or (combine and D.rank_and_world(group)[0] != 0),
               leave=False, dynamic_ncols=True) as bar:
         try:
             preps = [b.preprocessing for b in branches]
@@ -297,7 +298,8 @@ def extract(source: ImageSource, branches: list[Branch], *, stream=(), keep=(),
             if not combine:
                 raise
             local_error = e
-            failure = str(e) if isinstance(e, FidkitError) else f"process {shard[0]}: {type(e).__name__}: {e}"
+            rank = D.rank_and_world(group)[0]
+            failure = str(e) if isinstance(e, FidkitError) else f"process {rank}: {type(e).__name__}: {e}"
     notes: list[str] = []
     if combine:  # one process's bad file stops every process with its message, instead of a hang
         # One collective, whatever happened locally (a collective skipped by one process would pair with the

@@ -32,7 +32,7 @@ from fidkit.errors import BadInputError
 FORMAT = "fidkit-checkpoint-v2"
 #: bytes hashed at each end of a file for its content stamp (cross-process checks)
 CONTENT_EDGE = 64 << 10
-RESTART = "pass --restart (restart=True in the API) or delete the checkpoint to start over"
+RESTART = "start over with --restart (or delete the checkpoint file; evaluate(): restart=True)"
 
 
 class Listing:
