@@ -93,7 +93,9 @@ def _evaluator_worker(rank, world, init_file, out_dir, weights):
         local = ev.state_dict()["fake"]
         n, stats, feats = ev._fake.combined(True)
         result = ev.compute()
-        gen = evaluate_generator(_toy_generator, n=11, batch_size=3, seed=5, reference=_ev_images()[0],
+        # A path is the same source on every process, so it is sharded (an in-memory tensor would be this
+        # process's own share).
+        gen = evaluate_generator(_toy_generator, n=11, batch_size=3, seed=5, reference=os.path.join(out_dir, "ref"),
                                  weights=weights, device="cpu", value_range=(0, 1), metrics=("fid", "kid"),
                                  kid_subsets=4, kid_subset_size=5)
         np.savez(os.path.join(out_dir, f"ev{rank}.npz"), local_pool3=local["features"]["inception/pool3"].numpy(),
@@ -118,6 +120,7 @@ def _assert_values_close(a: dict, b: dict):
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not built")
 def test_evaluator_three_processes_equal_one(tmp_path, weights):
+    write_folder(tmp_path / "ref", _ev_images()[0])
     mp.spawn(_evaluator_worker, args=(3, str(tmp_path / "init"), str(tmp_path), weights), nprocs=3, join=True)
     real, fake = _ev_images()
     single = Evaluator(weights=weights, device="cpu", batch_size=4, **EV_OPTS)

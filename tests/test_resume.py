@@ -65,7 +65,7 @@ def test_a_checkpoint_of_another_source_or_setting_is_refused(folder, weights, t
         fidkit.compute_reference(folder, checkpoint=ckpt, **dict(kw, batch_size=5))
     first = sorted(folder.glob("*.png"))[0]
     first.rename(folder / "0000-renamed.png")  # same count, another first image name
-    with pytest.raises(BadInputError, match="not those the checkpoint counted"):
+    with pytest.raises(BadInputError, match="changed since the checkpoint.*0000-renamed.png"):
         fidkit.compute_reference(folder, checkpoint=ckpt, **kw)
 
 

@@ -50,8 +50,9 @@ def evaluate(a: SourceLike, b: SourceLike, *, metrics: str | Iterable[str] | Non
     preprocessing: a variant name (``clean``) or ``EXT=VARIANT`` pairs
     (``"dinov2=edm2"``).  ``checkpoint_dir`` (one process) saves each side's extraction progress there;
     an interrupted call repeated with the same arguments continues from it (its
-    result equals an uninterrupted one) and removes it on success; ``restart``
-    discards it first.  ``weights`` is a path (Inception, or the only network) or a mapping per
+    result equals an uninterrupted one; images it already counted must be
+    unchanged: names, sizes, modification times, else it is refused naming
+    them) and removes it on success; ``restart`` discards it first.  ``weights`` is a path (Inception, or the only network) or a mapping per
     extractor.  Statistics whose provenance differs are refused unless ``force``.
 
     How the pass runs is a :class:`~fidkit.request.RunOptions` (``run=``) or its fields as keywords:
@@ -64,8 +65,11 @@ def evaluate(a: SourceLike, b: SourceLike, *, metrics: str | Iterable[str] | Non
     (:mod:`fidkit.data.video`).  The metrics' options (``kid_subsets``, ``kid_subset_size``, ``is_splits``,
     ``pr_k``, ``dc_k``, ``vendi_q``, ``bootstrap``, ``confidence``, ``seed``, and those of metrics registered
     later) may be given as keywords or as a :class:`MetricOptions`.  With ``distributed=True`` and an
-    initialised ``torch.distributed`` process group, every process must make the same call: each extracts
-    every world-th image, and every process returns the result of the whole sources.
+    initialised ``torch.distributed`` process group,
+    every process must make the call: a path (folder, archive, ``.npz``) is the
+    same source on every process and each extracts every world-th image of it,
+    while an in-memory tensor, array or iterable of batches is that process's
+    own share (never re-sharded); every process returns the result over all.
     """
     start = time.perf_counter()
     run, overrides = RunOptions.split(run, keywords)
@@ -131,8 +135,10 @@ def compute_reference(source: SourceLike, *, features: bool = False, spatial: bo
     noise floor; for CLIP ViT-L/14@336 the normalised embedding CMMD reads).
     ``checkpoint`` (a path; one process, files) saves the progress there every ``checkpoint_every_s``
     seconds; a call that finds a checkpoint of the same computation continues from
-    it, with the result of an uninterrupted pass (delete the file once the result
-    is saved; ``fidkit stats`` does).  The run options (``device``, ``batch_size``, ``distributed``, ...) are
+    it, with the result of an uninterrupted pass, once it has checked that the
+    images it counted are unchanged (names, sizes and modification times; else
+    it is refused, naming them); delete the file once the result is saved
+    (``fidkit stats`` does).  The run options (``device``, ``batch_size``, ``distributed``, ...) are
     :func:`evaluate`'s.
     """
     run, overrides = RunOptions.split(run, keywords)

@@ -200,35 +200,53 @@ class Evaluator:
             "diagnostics": {str(k): d.state() for k, d in self._diagnostics.items()},
         }
 
-    def load_state_dict(self, state: dict) -> None:
-        """Resume from :meth:`state_dict`; refuses a state made with other metrics, mode, weights or options."""
+    def save(self, path) -> None:
+        """Write :meth:`state_dict` to ``path`` (atomically; read it back with :meth:`load`)."""
+        from fidkit._io import atomic_write
+        with atomic_write(path) as f:
+            torch.save(self.state_dict(), f)
+
+    def load(self, path) -> None:
+        """Resume from a file written by :meth:`save` (or ``torch.save(state_dict())``); errors name the file."""
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001  (torch raises many kinds for a damaged file)
+            raise BadInputError(f"{path}: not a readable Evaluator state ({type(e).__name__}: {e})") from None
+        self.load_state_dict(state, source=str(path))
+
+    def load_state_dict(self, state: dict, source: str | None = None) -> None:
+        """Resume from :meth:`state_dict`; refuses a state made with other metrics, mode, weights or options, and
+        one that contradicts itself (sample counts against kept features, indices and moments).  ``source`` (the
+        file it was read from) is named in errors."""
+        where = f"{source}: the evaluator state" if source else "the saved evaluator state"
         if not isinstance(state, dict) or state.get("format") != _FORMAT:
-            raise BadInputError("not an Evaluator state dict (no 'format': 'fidkit.Evaluator')")
+            raise BadInputError(f"{source + ': ' if source else ''}not an Evaluator state dict "
+                                "(no 'format': 'fidkit.Evaluator')")
         if state.get("version") != _FORMAT_VERSION:
-            raise BadInputError(f"Evaluator state version {state.get('version')} is not supported "
+            raise BadInputError(f"{where} has version {state.get('version')}, which is not supported "
                                 f"(this fidkit reads version {_FORMAT_VERSION})")
         mine = self._identity()
         for key, value in mine.items():
             if state.get(key) != value:
-                raise BadInputError(f"the saved evaluator state has {key}={state.get(key)!r}, this evaluator "
+                raise BadInputError(f"{where} has {key}={state.get(key)!r}, this evaluator "
                                     f"{value!r}: results would mix incomparable features or settings")
         if (state.get("real") is None) != (self._real is None):
-            raise BadInputError("the saved state was made " + ("with" if state.get("real") is None else "without") +
+            raise BadInputError(f"{where} was made " + ("with" if state.get("real") is None else "without") +
                                 " a reference file; build the evaluator the same way to resume it")
         # Load into new objects and swap only when everything loaded: a refused state leaves this evaluator as it was.
         fake = self._fake.empty_like()
         real = None if self._real is None else self._real.empty_like()
         try:
-            fake.load_state_dict(state["fake"], "generated side")
+            fake.load_state_dict(state["fake"], f"{where}'s generated side")
             if real is not None:
-                real.load_state_dict(state["real"], "real side")
+                real.load_state_dict(state["real"], f"{where}'s real side")
             diagnostics = {key: Diagnostics(d.description, d.noun) for key, d in self._diagnostics.items()}
             for key, d in diagnostics.items():
                 d.load_state(state.get("diagnostics", {}).get(str(key), {}))
         except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as e:
             if isinstance(e, BadInputError):
                 raise
-            raise BadInputError(f"the saved evaluator state is malformed ({type(e).__name__}: {e})") from None
+            raise BadInputError(f"{where} is malformed ({type(e).__name__}: {e})") from None
         self._fake, self._real, self._diagnostics = fake, real, diagnostics
 
     def __repr__(self) -> str:

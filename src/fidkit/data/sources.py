@@ -74,6 +74,10 @@ class ImageSource:
     #: "image" (loaders return ``H x W x 3``, batches are ``N x 3 x H x W``) or "video" (``T x H x W x 3`` clips,
     #: ``N x T x 3 x H x W`` batches; see :mod:`fidkit.data.video`)
     modality: str = "image"
+    #: An item's content identity for resume and cross-process checks, by item name (archive members: size and
+    #: CRC or mtime); ``None``, or None for a name, where the item names a file or folder that is stamped itself
+    #: (:func:`fidkit.engine.progress.item_stamp`) or is a row of an in-memory array.
+    stamp: Callable[[str], str | None] | None = None
 
 
 @dataclasses.dataclass
@@ -303,7 +307,8 @@ def _zip(path: Path, limit) -> ImageSource:
     def items():
         for m in names:
             yield f"{path}:{m}", (lambda m=m: read(m))
-    return ImageSource(str(path), len(names), items)
+    stamps = {f"{path}:{i.filename}": f"{i.file_size}:crc{i.CRC:08x}" for i in infos}
+    return ImageSource(str(path), len(names), items, stamp=stamps.get)
 
 
 #: Largest uncompressed archive member read as an image (a 16k x 16k RGB bitmap is 768 MiB): a few-MB archive
@@ -358,7 +363,8 @@ def _tar(path: Path, limit) -> ImageSource:
                     yield where, (lambda data=data, where=where, n=next_name:
                                   _with_suffix_tag(decode_image(data, where), n))
                     next_name = next(order, None)
-    return ImageSource(str(path), len(names), items)
+    stamps = {f"{path}:{m.name}": f"{m.size}:mtime{int(m.mtime)}" for m in members}
+    return ImageSource(str(path), len(names), items, stamp=stamps.get)
 
 
 def _tar_members(t: tarfile.TarFile, path: Path):

@@ -48,6 +48,28 @@ class Side:
         return None
 
 
+def moments_contradict_count(n: int, mean: np.ndarray, m2: np.ndarray) -> str:
+    """Why a co-moment matrix cannot come from ``n`` samples ("" when it can): no samples have zero moments, one
+    sample a zero co-moment, and ``n`` samples a co-moment of rank at most ``n - 1``."""
+    if n < 0:
+        return "a count cannot be negative"
+    if n == 0:
+        return "" if not (np.any(mean) or np.any(m2)) else "no samples have zero mean and co-moment"
+    scale = float(np.abs(m2).max()) if m2.size else 0.0
+    if n == 1:
+        return "" if scale == 0.0 else "one sample has a zero co-moment"
+    d = len(mean)
+    if n > d or scale == 0.0:
+        return ""
+    # The rank of m2 (at most n - 1 for n samples) from a random projection onto n + 4 directions: cheap for the
+    # small n where it can be exceeded, and exact rank deficiency shows as singular values at rounding level.
+    k = min(d, n + 4)
+    omega = np.random.default_rng(0).standard_normal((d, k))
+    sv = np.linalg.svd(m2 @ omega, compute_uv=False)
+    rank = int((sv > sv[0] * 1e-9).sum())
+    return "" if rank <= n - 1 else f"their co-moment has rank {rank} (at most {n - 1} for {n} samples)"
+
+
 class SideState:
     """Accumulates one side.  ``stream``/``keep`` are feature-space keys; ``dims`` their dimensions."""
 
@@ -143,13 +165,22 @@ class SideState:
                 _check_covariance(m2)  # a co-moment is a scaled covariance: the same necessary conditions
             except BadInputError as e:
                 raise BadInputError(f"{what}: the checkpoint's {t} statistics are invalid: {e}") from None
-            self.stats[t] = FeatureStats(int(s["n"]), mean, m2, self._provenance[t])
+            n_t = int(s["n"])
+            problem = moments_contradict_count(n_t, mean, m2)
+            if problem:
+                raise BadInputError(f"{what}: the checkpoint's {t} statistics say n = {n_t}, but {problem}; "
+                                    "it was damaged or edited")
+            self.stats[t] = FeatureStats(n_t, mean, m2, self._provenance[t])
         for t, f in state["features"].items():
             if not torch.isfinite(f).all():
                 raise BadInputError(f"{what}: the checkpoint's {t} features contain NaN or Inf")
             self.stores[t].append(f.numpy())
         self._indices = [state["indices"].numpy().astype(np.int64)]
         self.n = int(state["n"])
-        counts = {s.n for s in self.stats.values()} | {s.n for s in self.stores.values()} | {len(self._indices[0])}
-        if counts != {self.n}:
-            raise BadInputError(f"{what}: inconsistent sample counts {sorted(counts)} in the checkpoint")
+        counts = {f"{t} statistics": s.n for t, s in self.stats.items()}
+        counts.update({f"{t} features": s.n for t, s in self.stores.items()})
+        counts["sample indices"] = len(self._indices[0])
+        if set(counts.values()) != {self.n}:
+            listed = ", ".join(f"{k}: {v}" for k, v in counts.items())
+            raise BadInputError(f"{what}: inconsistent sample counts in the checkpoint (n = {self.n}; {listed}); "
+                                "it was damaged or edited")
