@@ -72,7 +72,7 @@ def evaluate(a, b, *, metrics: str | Iterable[str] | None = None, features: str 
     opts = options_with(options, option_overrides)
     modality = make_plan(metrics, features, mode).modality
     sources = [open_source(s, value_range=value_range, limit=limit, modality=modality, clip=clip_options(clip),
-                           layout=layout) for s in (a, b)]
+                           layout=layout, argument=name) for s, name in ((a, "a (REAL)"), (b, "b (FAKE)"))]
     session = Session(metrics, features, mode, weights, device, opts, sources, crop, clip)
     session.check_comparable(sources[0], sources[1], force)
     notes: list[str] = []
