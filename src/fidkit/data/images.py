@@ -44,8 +44,8 @@ TAG_TEXT = {
                  "aspect ratio, which changes the numbers; crop='center' (--crop center) centre-crops every image "
                  "(every video frame) to a square first, and is recorded in the statistics",
     "range_uint8_01": "are integers (uint8, int16, ...) but hold only the values 0 and 1: they look like [0, 1] "
-                      "floats cast to an integer type without scaling (multiply by 255 and round before casting, "
-                      "or pass the floats with value_range=(0, 1))",
+                      "floats cast to uint8 without scaling (or to another integer type; multiply by 255 and round "
+                      "before casting, or pass the floats with value_range=(0, 1))",
     "animated": "hold more than one frame (animated GIF, PNG or WebP, multi-page TIFF): only the first frame of "
                 "each was used (the first 10 are named in warnings of their own; read animations as videos, with "
                 "modality='video', if that was meant)",
