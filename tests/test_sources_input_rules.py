@@ -161,6 +161,10 @@ def test_an_over_long_path_component_is_named_not_a_traceback(tmp_path, modality
         open_source(str(tmp_path / ("a" * 300)), modality=modality)
     with pytest.raises(BadInputError, match="file name too long"):
         open_source(str(tmp_path / ("a" * 300) / "b.png"), modality=modality)
+    with pytest.raises(BadInputError, match=r"file name too long \(.* bytes in all"):
+        open_source(str(tmp_path.joinpath(*["b" * 200] * 30)), modality=modality)
+    with pytest.raises(BadInputError, match="not a valid path"):
+        open_source("x\0y", modality=modality)
 
 
 def test_the_cli_names_an_over_long_path(tmp_path, capsys):

@@ -167,8 +167,11 @@ def path_status(path: Path, text: str) -> os.stat_result | None:
             return None
         if e.errno == errno.ENAMETOOLONG:
             longest = max(len(os.fsencode(part)) for part in path.parts)
-            raise BadInputError(f"{printable(text)[:120]}…: file name too long ({longest} bytes in one component; "
-                                "file systems allow 255)") from None
+            shown = printable(text)
+            shown = shown if len(shown) <= 120 else shown[:120] + "…"
+            why = (f"{longest} bytes in one component; file systems allow 255" if longest > 255
+                   else f"{len(os.fsencode(str(path))):,} bytes in all, more than the system allows")
+            raise BadInputError(f"{shown}: file name too long ({why})") from None
         raise BadInputError(f"{printable(text)}: cannot look at it ({e.strerror or e})") from None
     except ValueError as e:  # an embedded NUL byte
         raise BadInputError(f"{printable(text)!r}: not a valid path ({e})") from None
