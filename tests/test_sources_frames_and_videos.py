@@ -195,3 +195,15 @@ def test_running_out_of_memory_while_decoding_frames_is_named(tmp_path, monkeypa
     (_, loader), = open_video_source(tmp_path / "v", clip=ClipOptions(length=2)).items()
     with pytest.raises(BadInputError, match=r"clip: out of memory while decoding its clip of 2 frames"):
         loader()
+
+
+def test_running_out_of_memory_while_decoding_an_image_is_named(tmp_path, monkeypatch):
+    import fidkit.data.images as images
+    Image.fromarray(_frames(1, 8, 8)[0]).save(tmp_path / "a.png")
+
+    def no_memory(im, name):
+        raise MemoryError
+    monkeypatch.setattr(images, "to_rgb_uint8", no_memory)
+    (_, loader), = open_source(tmp_path).items()
+    with pytest.raises(BadInputError, match=r"a\.png: out of memory while decoding it"):
+        loader()

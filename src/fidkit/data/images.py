@@ -79,6 +79,9 @@ def decode_image(data: bytes, name: str) -> tuple[np.ndarray, frozenset[str]]:
                             f"{e}") from e
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as e:
         raise BadInputError(f"{name}: cannot read image ({e})") from e
+    except MemoryError:
+        raise BadInputError(f"{name}: out of memory while decoding it; downscale it, or lower "
+                            "PIL.Image.MAX_IMAGE_PIXELS so that such images are refused before decoding") from None
 
 
 def _frame_count(im: Image.Image) -> int:
