@@ -74,7 +74,7 @@ def evaluate(a: SourceLike, b: SourceLike, *, metrics: str | Iterable[str] | Non
     start = time.perf_counter()
     run, overrides = RunOptions.split(run, keywords)
     request = resolve(metrics, features, mode, weights=weights, options=options, run=run, sources=(a, b),
-                      force=force, **overrides)
+                      source_names=("a (REAL)", "b (FAKE)"), force=force, **overrides)
     notes = request.check_comparable(*request.sources)      # once, before the pass
     session = Session(request)
     sources = request.sources

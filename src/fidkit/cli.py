@@ -7,6 +7,7 @@ Exit status: 0 success, 2 bad input or usage, 3 incomparable statistics,
 from __future__ import annotations
 
 import argparse
+import codecs
 import datetime
 import json
 import os
@@ -405,7 +406,30 @@ def _join_negative_values(argv: list[str]) -> list[str]:
     return out
 
 
+def _escape(error: UnicodeError):
+    """``backslashreplace``, except that a byte of a file name that is not UTF-8 (a lone surrogate, as
+    ``os.fsdecode`` keeps it) prints as ``\\xNN``, the way fidkit writes such names in its messages."""
+    if not isinstance(error, UnicodeEncodeError):
+        raise error
+    chars = error.object[error.start:error.end]
+    return "".join(f"\\x{ord(c) - 0xDC00:02x}" if 0xDC80 <= ord(c) <= 0xDCFF else
+                   (f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}" if ord(c) < 0x10000
+                    else f"\\U{ord(c):08x}") for c in chars), error.end
+
+
+def _escape_undecodable_output() -> None:
+    """File names that are not UTF-8 reach Python as lone surrogates; print them escaped instead of failing."""
+    codecs.register_error("fidkit.escape", _escape)
+    for stream in (sys.stdout, sys.stderr):
+        if getattr(stream, "errors", None) in ("strict", "backslashreplace") and hasattr(stream, "reconfigure"):
+            try:
+                stream.reconfigure(errors="fidkit.escape")
+            except (ValueError, OSError):
+                pass
+
+
 def main(argv: list[str] | None = None) -> int:
+    _escape_undecodable_output()
     args = build_parser().parse_args(_join_negative_values(list(sys.argv[1:] if argv is None else argv)))
     args.silent = False
     warnings.simplefilter("ignore", FidkitWarning)  # printed by us, once, with the result

@@ -195,12 +195,13 @@ class Request:
 def resolve(metrics: str | Iterable[str] | None = None, features: str | Iterable[str] | None = None,
             mode: str | Mapping[str, str] | None = None, *, weights: WeightsLike = None,
             options: MetricOptions | None = None, run: RunOptions | None = None,
-            sources: Iterable[SourceLike] = (), force: bool = False, bootstrap_keeps: bool | None = None,
-            **option_overrides: Any) -> Request:
+            sources: Iterable[SourceLike] = (), source_names: Iterable[str] | None = None, force: bool = False,
+            bootstrap_keeps: bool | None = None, **option_overrides: Any) -> Request:
     """Resolve a request once: parse and validate every argument, open the sources, plan the pass.
 
     ``sources`` are opened in the request's modality with its value range, limit, clip sampling and layout.
     When ``mode`` is None, each network takes the preprocessing that given statistics record (else its default).
+    ``source_names`` name the arguments the sources came from, for errors (``a (REAL)``).
     """
     if not isinstance(force, bool):
         raise BadInputError(f"force must be True or False, got {force!r}")
@@ -219,8 +220,10 @@ def resolve(metrics: str | Iterable[str] | None = None, features: str | Iterable
     clip = video_clip(plan, run.clip)
     if run.layout is not None and plan.modality != "video":
         raise BadInputError(f"layout={run.layout!r} applies to videos; images are N x C x H x W")
+    sources = list(sources)
+    names = list(source_names) if source_names is not None else ["source"] * len(sources)
     opened = tuple(open_source(s, value_range=run.value_range, limit=run.limit, modality=plan.modality, clip=clip,
-                               layout=run.layout) for s in sources)
+                               layout=run.layout, argument=name) for s, name in zip(sources, names))
     if mode is None:  # the preprocessing recorded in given statistics, else each extractor's default
         plan.preprocessing.update({e: m for e, m in _recorded_modes(opened).items() if e in plan.preprocessing})
     plan.preprocessing = with_crop(plan.preprocessing, run.crop)

@@ -10,6 +10,7 @@ caller can warn once per source instead of once per file.
 from __future__ import annotations
 
 import io
+import struct
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -42,10 +43,17 @@ TAG_TEXT = {
     "nonsquare": "are not square: a resize that squashes to a square (Inception's, DINOv2's, I3D's) changes their "
                  "aspect ratio, which changes the numbers; crop='center' (--crop center) centre-crops every image "
                  "(every video frame) to a square first, and is recorded in the statistics",
-    "range_uint8_01": "are uint8 but hold only the values 0 and 1: they look like [0, 1] floats cast to uint8 "
-                      "without scaling (multiply by 255 and round before casting, or pass the floats with "
-                      "value_range=(0, 1))",
+    "range_uint8_01": "are integers (uint8, int16, ...) but hold only the values 0 and 1: they look like [0, 1] "
+                      "floats cast to uint8 without scaling (or to another integer type; multiply by 255 and round "
+                      "before casting, or pass the floats with value_range=(0, 1))",
+    "animated": "hold more than one frame (animated GIF, PNG or WebP, multi-page TIFF): only the first frame of "
+                "each was used (the first 10 are named in warnings of their own; read animations as videos, with "
+                "modality='video', if that was meant)",
 }
+
+#: Tags that start with this are notes about one item (``"note:only the first of 12 frames was used"``): they are
+#: reported naming the item, one warning each, instead of being counted like the tags of :data:`TAG_TEXT`.
+NOTE_PREFIX = "note:"
 
 
 def decode_image(data: bytes, name: str) -> tuple[np.ndarray, frozenset[str]]:
@@ -59,6 +67,11 @@ def decode_image(data: bytes, name: str) -> tuple[np.ndarray, frozenset[str]]:
             limit = Image.MAX_IMAGE_PIXELS
             if limit and im.size[0] * im.size[1] > limit:
                 tags = tags | {"huge"}
+            frames = _frame_count(im)
+            if frames != 1:
+                counted = (f"the first of {frames} frames" if frames
+                           else "the first frame (the others could not be read)")
+                tags = tags | {"animated", f"{NOTE_PREFIX}holds more than one frame; only {counted} was used"}
         return arr, tags
     except Image.DecompressionBombError as e:
         raise BadInputError(f"{name}: refused, it declares more than {Image.MAX_IMAGE_PIXELS * 2:,} pixels "
@@ -66,6 +79,19 @@ def decode_image(data: bytes, name: str) -> tuple[np.ndarray, frozenset[str]]:
                             f"{e}") from e
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as e:
         raise BadInputError(f"{name}: cannot read image ({e})") from e
+    except MemoryError:
+        raise BadInputError(f"{name}: out of memory while decoding it; downscale it, or lower "
+                            "PIL.Image.MAX_IMAGE_PIXELS so that such images are refused before decoding") from None
+
+
+def _frame_count(im: Image.Image) -> int:
+    """Frames (or pages) in an opened image: 1 for a still image, 0 when the frames after the first are damaged."""
+    if im.format == "MPO":  # a camera JPEG's extra pictures (a preview, the other eye of a stereo pair)
+        return 1
+    try:
+        return max(1, int(getattr(im, "n_frames", 1)))
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error):
+        return 0
 
 
 def to_rgb_uint8(im: Image.Image, name: str) -> tuple[np.ndarray, frozenset[str]]:

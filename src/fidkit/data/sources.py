@@ -18,8 +18,11 @@ such batches, or :class:`~fidkit.stats.FeatureStats`.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import errno
 import os
+import posixpath
 import stat
 import tarfile
 import threading
@@ -78,6 +81,13 @@ class ImageSource:
     #: CRC or mtime); ``None``, or None for a name, where the item names a file or folder that is stamped itself
     #: (:func:`fidkit.engine.progress.item_stamp`) or is a row of an in-memory array.
     stamp: Callable[[str], str | None] | None = None
+    #: Warnings about the source as a whole (repeated archive member names, files a video folder leaves out),
+    #: reported with the result; reading may add some (an archive re-read because it is far out of name order).
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+    def note(self, text: str) -> None:
+        if text not in self.notes:
+            self.notes.append(text)
 
 
 @dataclasses.dataclass
@@ -113,10 +123,11 @@ Source = ImageSource | StatsSource | FeaturesSource
 
 
 def open_source(spec, *, value_range: tuple[float, float] | None = None, limit: int | None = None,
-                modality: str = "image", clip=None, layout: str | None = None) -> Source:
+                modality: str = "image", clip=None, layout: str | None = None, argument: str = "source") -> Source:
     """``modality="video"`` reads videos instead (:mod:`fidkit.data.video`: files, frame folders, 5-D arrays and
     tensors), sampled as ``clip`` (a :class:`~fidkit.data.video.ClipOptions`) says; statistics and features are
-    read alike for both."""
+    read alike for both.  ``argument`` names the parameter in errors about the path itself (an empty one)."""
+    check_path_text(spec, argument)
     if limit is not None and limit < 1:
         raise BadInputError(f"limit must be at least 1, got {limit}")
     if modality not in ("image", "video"):
@@ -137,19 +148,58 @@ def open_source(spec, *, value_range: tuple[float, float] | None = None, limit: 
     if isinstance(spec, (str, os.PathLike)):
         return _open_path(Path(spec), str(spec), value_range, limit)
     if isinstance(spec, (torch.Tensor, np.ndarray)):
-        return _array_images([spec], _describe_array(spec), value_range, limit, count=len(spec), in_memory=True)
+        where = _describe_array(spec)
+        check_image_batch_shape(tuple(spec.shape), where, channels_last=isinstance(spec, np.ndarray))
+        return _array_images([spec], where, value_range, limit, count=len(spec), in_memory=True)
     if isinstance(spec, Iterable):
         return _array_images(spec, "batches", value_range, limit, count=None, in_memory=True)
     raise BadInputError(f"cannot use {type(spec).__name__} as a source: pass a path, a tensor, an array, "
                         "an iterable of batches, or FeatureStats")
 
 
+def check_path_text(spec, argument: str = "source") -> None:
+    """An empty path (an unset shell variable: ``fidkit fid "" ref.npz``) would mean the current folder: refuse it."""
+    if isinstance(spec, str) and not spec.strip():
+        raise BadInputError(f"{argument}: empty path {spec!r} (an unset shell variable?); name a folder, an archive, "
+                            "a .npz/.npy file or saved statistics (use '.' for the current folder)")
+
+
+def printable(text: str) -> str:
+    """``text`` with undecodable bytes of a file name (kept as surrogates by ``os.fsdecode``) written as ``\\xNN``:
+    descriptions and names are printed, logged and saved as UTF-8, which refuses surrogates."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate that no undecodable byte produced
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def path_status(path: Path, text: str) -> os.stat_result | None:
+    """``stat`` of a path given as a source: None when it does not exist, an error naming it when it cannot be
+    looked at (a component longer than the file system allows, a permission problem), never an OSError."""
+    try:
+        return path.stat()
+    except OSError as e:
+        if e.errno in (errno.ENOENT, errno.ENOTDIR):
+            return None
+        if e.errno == errno.ENAMETOOLONG:
+            longest = max(len(os.fsencode(part)) for part in path.parts)
+            shown = printable(text)
+            shown = shown if len(shown) <= 120 else shown[:120] + "…"
+            why = (f"{longest} bytes in one component; file systems allow 255" if longest > 255
+                   else f"{len(os.fsencode(str(path))):,} bytes in all, more than the system allows")
+            raise BadInputError(f"{shown}: file name too long ({why})") from None
+        raise BadInputError(f"{printable(text)}: cannot look at it ({e.strerror or e})") from None
+    except ValueError as e:  # an embedded NUL byte
+        raise BadInputError(f"{printable(text)!r}: not a valid path ({e})") from None
+
+
 def _holds_statistics_or_features(path: Path) -> bool:
     """Whether a path given as videos is in fact a saved statistics name, a statistics file or 2-D features."""
     name = path.name.lower()
-    if not path.exists():
+    status = path_status(path, str(path))
+    if status is None:
         return cache.is_stats_name(str(path))
-    if path.is_dir() or not name.endswith((".npz", ".npy")):
+    if stat.S_ISDIR(status.st_mode) or not name.endswith((".npz", ".npy")):
         return False
     try:
         if name.endswith(".npy"):
@@ -171,16 +221,17 @@ def _describe_array(a) -> str:
 # --- paths ------------------------------------------------------------------------
 
 def _open_path(path: Path, text: str, value_range, limit) -> Source:
-    if not path.exists():
+    status = path_status(path, text)
+    if status is None:
         if cache.is_stats_name(text):
             named = cache.named_stats_path(text)
             if named.is_file():
-                return StatsSource(f"{text} ({named})", Reference.load(named))
+                return StatsSource(f"{printable(text)} ({named})", Reference.load(named))
             names = cache.list_named_stats()
             hint = f"; saved names: {', '.join(names)}" if names else ""
-            raise BadInputError(f"{text}: no such file, folder or saved statistics name{hint}")
-        raise BadInputError(f"{text}: no such file or folder")
-    if path.is_dir():
+            raise BadInputError(f"{printable(text)}: no such file, folder or saved statistics name{hint}")
+        raise BadInputError(f"{printable(text)}: no such file or folder")
+    if stat.S_ISDIR(status.st_mode):
         return _folder(path, limit)
     _require_regular_file(path)
     name = path.name.lower()
@@ -194,9 +245,9 @@ def _open_path(path: Path, text: str, value_range, limit) -> Source:
         try:
             arr = np.load(path, mmap_mode="r", allow_pickle=False)
         except NUMPY_FILE_ERRORS as e:
-            raise BadInputError(f"{path}: cannot read .npy ({type(e).__name__}: {e})") from e
-        return _array_file(arr, str(path), value_range, limit)
-    raise BadInputError(f"{path}: unsupported file type; expected a folder, .zip, .tar, .npz or .npy")
+            raise BadInputError(f"{printable(str(path))}: cannot read .npy ({type(e).__name__}: {e})") from e
+        return _array_file(arr, printable(str(path)), value_range, limit)
+    raise BadInputError(f"{printable(str(path))}: unsupported file type; expected a folder, .zip, .tar, .npz or .npy")
 
 
 def _limited(paths: list, limit):
@@ -217,51 +268,58 @@ def _require_regular_file(path: Path) -> None:
     try:
         mode = path.stat().st_mode
     except OSError as e:
-        raise BadInputError(f"{path}: cannot read ({e.strerror or e})") from None
+        raise BadInputError(f"{printable(str(path))}: cannot read ({e.strerror or e})") from None
     if not stat.S_ISREG(mode):
-        raise BadInputError(f"{path}: not a regular file (a FIFO, socket or device): refused")
+        raise BadInputError(f"{printable(str(path))}: not a regular file (a FIFO, socket or device): refused")
 
 
 def _folder(root: Path, limit) -> ImageSource:
     """Every image file below ``root``, following symbolic links, in sorted order (see :func:`walk_files`)."""
     files = walk_files(root, _is_image, "images")
-    _check_nonempty(files, str(root))
+    _check_nonempty(files, printable(str(root)))
     files = _limited(files, limit)
 
     def items():
         for p in files:
-            yield str(p), (lambda p=p: _decode_file(p))
-    return ImageSource(str(root), len(files), items)
+            yield printable(str(p)), (lambda p=p: _decode_file(p))
+    return ImageSource(printable(str(root)), len(files), items)
 
 
-def walk_files(root: Path, wanted: Callable[[str], bool], what: str) -> list[Path]:
+def walk_files(root: Path, wanted: Callable[[str], bool], what: str, left_out: list[Path] | None = None
+               ) -> list[Path]:
     """The files below ``root`` whose names ``wanted`` accepts, following symbolic links, sorted by relative path.
 
     Nothing wanted is left out silently: an unreadable sub-folder, a broken link, a FIFO or device with a wanted
     name, and a folder reached twice through links (its files would count twice) are errors that name the path;
-    ``what`` names the files in those messages ("images", "videos").
+    ``what`` names the files in those messages ("images", "videos").  The files that ``wanted`` refuses are
+    appended to ``left_out`` (sorted like the result), when given.
     """
     def unreadable(e: OSError):
-        raise BadInputError(f"{e.filename}: cannot list this folder ({e.strerror}); its {what} would be left out")
+        raise BadInputError(f"{printable(str(e.filename))}: cannot list this folder ({e.strerror}); its {what} "
+                            "would be left out")
 
     files: list[Path] = []
     seen: dict[str, str] = {}
     for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable, followlinks=True):
         real = os.path.realpath(dirpath)
         if real in seen:
-            raise BadInputError(f"{dirpath}: the same folder as {seen[real]} (through a symbolic link); its {what} "
-                                "would be counted twice")
+            raise BadInputError(f"{printable(dirpath)}: the same folder as {printable(seen[real])} (through a "
+                                f"symbolic link); its {what} would be counted twice")
         seen[real] = dirpath
         dirnames.sort()
         for name in filenames:
             if not wanted(name):
+                if left_out is not None:
+                    left_out.append(Path(dirpath) / name)
                 continue
             p = Path(dirpath) / name
             if not p.exists():
-                raise BadInputError(f"{p}: broken symbolic link")
+                raise BadInputError(f"{printable(str(p))}: broken symbolic link")
             _require_regular_file(p)
             files.append(p)
     files.sort(key=lambda p: p.relative_to(root).as_posix())
+    if left_out is not None:
+        left_out.sort(key=lambda p: p.relative_to(root).as_posix())
     return files
 
 
@@ -269,8 +327,8 @@ def _decode_file(p: Path) -> Loaded:
     try:
         data = p.read_bytes()
     except OSError as e:
-        raise BadInputError(f"{p}: cannot read ({e})") from e
-    return _with_suffix_tag(decode_image(data, str(p)), p.name)
+        raise BadInputError(f"{printable(str(p))}: cannot read ({e})") from e
+    return _with_suffix_tag(decode_image(data, printable(str(p))), p.name)
 
 
 def _with_suffix_tag(loaded: Loaded, name: str) -> Loaded:
@@ -281,99 +339,187 @@ def _with_suffix_tag(loaded: Loaded, name: str) -> Loaded:
 
 
 def _zip(path: Path, limit) -> ImageSource:
+    desc = printable(str(path))
     try:
         with zipfile.ZipFile(path) as z:
             infos = [i for i in z.infolist() if not i.is_dir() and _is_image(i.filename)]
-    except (zipfile.BadZipFile, OSError) as e:
-        raise BadInputError(f"{path}: not a readable zip archive ({e})") from e
+    except (zipfile.BadZipFile, OSError, UnicodeDecodeError) as e:  # UnicodeDecodeError: a name flagged UTF-8 is not
+        raise BadInputError(f"{desc}: not a readable zip archive ({e})") from e
     for i in infos:
-        _check_member_size(path, i.filename, i.file_size)
-    names = sorted(i.filename for i in infos)
-    _check_nonempty(names, str(path))
-    names = _limited(names, limit)
+        _check_member_size(desc, i.filename, i.file_size)
+    # Members are read by their entries (ZipInfo), not by name: a name stored twice is two members, and reading
+    # by name would return the last one twice.  Equal names keep their order in the archive (a stable sort).
+    members = sorted(infos, key=lambda i: i.filename)
+    _check_nonempty(members, desc)
+    labels = _member_labels(desc, [i.filename for i in members])
+    members = _limited(members, limit)
     local = threading.local()  # one handle per worker thread: ZipFile reads are not thread-safe
 
-    def read(member: str) -> Loaded:
-        if not hasattr(local, "zip"):
-            local.zip = zipfile.ZipFile(path)
-        where = f"{path}:{member}"
+    def read(info: zipfile.ZipInfo, where: str) -> Loaded:
         try:
-            data = local.zip.read(member)
-        except (zipfile.BadZipFile, OSError, KeyError, RuntimeError, NotImplementedError, EOFError, zlib.error) as e:
+            if not hasattr(local, "zip"):
+                local.zip = zipfile.ZipFile(path)
+            data = local.zip.read(info)
+        except (zipfile.BadZipFile, OSError, KeyError, RuntimeError, NotImplementedError, EOFError, zlib.error,
+                UnicodeDecodeError) as e:
             # RuntimeError: encrypted member; NotImplementedError: unsupported compression
             raise BadInputError(f"{where}: cannot read ({e})") from e
-        return _with_suffix_tag(decode_image(data, where), member)
+        return _with_suffix_tag(decode_image(data, where), info.filename)
 
     def items():
-        for m in names:
-            yield f"{path}:{m}", (lambda m=m: read(m))
-    stamps = {f"{path}:{i.filename}": f"{i.file_size}:crc{i.CRC:08x}" for i in infos}
-    return ImageSource(str(path), len(names), items, stamp=stamps.get)
+        for info, where in zip(members, labels):
+            yield where, (lambda info=info, where=where: read(info, where))
+    # content identity of each member for resume (size and CRC), by the name its item is listed under
+    stamps = {where: f"{i.file_size}:crc{i.CRC:08x}" for i, where in zip(members, labels)}
+    return ImageSource(desc, len(members), items, notes=_repeated_names_notes(desc, [i.filename for i in infos]),
+                       stamp=stamps.get)
+
+
+def _member_key(name: str) -> str:
+    """The file a member name extracts to: ``./a.png``, ``/a.png`` and ``x/../a.png`` are all ``a.png``."""
+    return posixpath.normpath(name.lstrip("/")) if name.strip("/") else name
+
+
+#: How many repeated member names (and files left out of a video folder) a warning shows.
+SHOWN_NAMES = 10
+
+
+def _repeated_names_notes(desc: str, names: list[str]) -> list[str]:
+    """A warning when member names repeat (as stored, or once extracted), with the repeated names."""
+    counts = collections.Counter(_member_key(n) for n in names)
+    repeated = sorted(k for k, c in counts.items() if c > 1)
+    if not repeated:
+        return []
+    shown = ", ".join(f"{printable(k)!r} ({counts[k]} times)" for k in repeated[:SHOWN_NAMES])
+    more = f" and {len(repeated) - SHOWN_NAMES} more" if len(repeated) > SHOWN_NAMES else ""
+    return [f"{desc}: member names repeat: {shown}{more}; every member is read once and counts as an image of its "
+            "own (extracting the archive would keep only the last of each name); remove the copies if they are "
+            "not meant to be there"]
+
+
+def _member_labels(desc: str, names: list[str]) -> list[str]:
+    """``archive:member`` for each member (sorted by name); a name stored k times gets ``(i of k)``."""
+    counts = collections.Counter(names)
+    seen: collections.Counter = collections.Counter()
+    out = []
+    for n in names:
+        seen[n] += 1
+        suffix = f" ({seen[n]} of {counts[n]})" if counts[n] > 1 else ""
+        out.append(f"{desc}:{printable(n)}{suffix}")
+    return out
 
 
 #: Largest uncompressed archive member read as an image (a 16k x 16k RGB bitmap is 768 MiB): a few-MB archive
 #: must not be able to claim gigabytes of memory (a zip bomb).
 MAX_MEMBER_BYTES = 1 << 30
 
+#: Most bytes of a tar's members held in memory while waiting for their turn in name order.  A member that would
+#: exceed it is passed over and read again from the archive when its turn comes (a seek; a compressed archive is
+#: decompressed again up to it), so a small archive stored far out of name order cannot claim gigabytes.
+MAX_TAR_BUFFER_BYTES = 512 << 20
 
-def _check_member_size(path: Path, member: str, size: int) -> None:
+
+def _check_member_size(desc: str, member: str, size: int) -> None:
     if size > MAX_MEMBER_BYTES:
-        raise BadInputError(f"{path}:{member}: declares {size:,} bytes uncompressed, more than fidkit reads for one "
-                            f"image ({MAX_MEMBER_BYTES:,}); extract it yourself if it is genuine")
+        raise BadInputError(f"{desc}:{printable(member)}: declares {size:,} bytes uncompressed, more than fidkit "
+                            f"reads for one image ({MAX_MEMBER_BYTES:,}); extract it yourself if it is genuine")
 
 
 def _tar(path: Path, limit) -> ImageSource:
-    # Compressed tars cannot seek, so members are read in order by the producer
-    # and only decoding runs in the workers.
+    # Compressed tars are read front to back by the producer (only decoding runs in the workers); members are
+    # yielded in name order, so those stored before their turn are held, up to MAX_TAR_BUFFER_BYTES in all.
+    desc = printable(str(path))
     try:
         with tarfile.open(path) as t:
-            members = [m for m in t.getmembers() if _is_image(m.name) and not m.isdir()]
+            everything = t.getmembers()
     except (tarfile.TarError, OSError, EOFError) as e:
-        raise BadInputError(f"{path}: not a readable tar archive ({e})") from e
-    for m in members:
-        _check_member_size(path, m.name, m.size)
-    for m in members:  # hard links are read (they are the same image again, as a copy would be); nothing is skipped
+        raise BadInputError(f"{desc}: not a readable tar archive ({e})") from e
+    # Members are known by their position in the archive, not by name: a name stored twice is two members.
+    indexed = [(pos, m) for pos, m in enumerate(everything) if _is_image(m.name) and not m.isdir()]
+    for _, m in indexed:
+        _check_member_size(desc, m.name, m.size)
+    for _, m in indexed:  # hard links are read (they are the same image again, as a copy would be)
         if not (m.isfile() or m.islnk()):
             kind = "a symbolic link" if m.issym() else "not a regular file"
-            raise BadInputError(f"{path}:{m.name}: {kind}; fidkit does not follow it (extract the archive, or "
-                                "store the image itself)")
-    names = sorted(m.name for m in members)
-    _check_nonempty(names, str(path))
-    names = _limited(names, limit)
-    wanted = set(names)
+            raise BadInputError(f"{desc}:{printable(m.name)}: {kind}; fidkit does not follow it (extract the archive, "
+                                "or store the image itself)")
+    sizes = {}  # bytes each member yields (a hard link: its target's), to bound what is held before reading it
+    latest: dict[str, int] = {}
+    for pos, m in enumerate(everything):
+        if m.islnk():
+            sizes[pos] = latest.get(m.linkname, MAX_MEMBER_BYTES)
+        else:
+            sizes[pos] = m.size
+            latest[m.name] = m.size
+    chosen = sorted(indexed, key=lambda pm: pm[1].name)  # stable: equal names keep their order in the archive
+    _check_nonempty(chosen, desc)
+    labels = _member_labels(desc, [m.name for _, m in chosen])
+    chosen = _limited(chosen, limit)
+    label = {pos: where for (pos, _), where in zip(chosen, labels)}
+
+    def read(t: tarfile.TarFile, m: tarfile.TarInfo, where: str) -> bytes:
+        try:
+            f = t.extractfile(m)
+            return f.read() if f is not None else b""
+        except (tarfile.TarError, OSError, EOFError, zlib.error, KeyError) as e:
+            raise BadInputError(f"{where}: cannot read ({e}); is the archive truncated?") from e
+
+    def loader(data: bytes, where: str, name: str) -> Loader:
+        return lambda: _with_suffix_tag(decode_image(data, where), name)
 
     def items():
-        # Sorted order: collect members in archive order, yield sorted.  Archives
-        # written by tools are usually sorted already, so this rarely buffers.
-        pending: dict[str, bytes] = {}
-        order = iter(names)
-        next_name = next(order, None)
-        with tarfile.open(path) as t:
-            for m in _tar_members(t, path):
-                if m.name not in wanted:
-                    continue
-                try:
-                    f = t.extractfile(m)
-                    pending[m.name] = f.read() if f is not None else b""
-                except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
-                    raise BadInputError(f"{path}:{m.name}: cannot read ({e}); is the archive truncated?") from e
-                while next_name is not None and next_name in pending:
-                    data = pending.pop(next_name)
-                    where = f"{path}:{next_name}"
-                    yield where, (lambda data=data, where=where, n=next_name:
-                                  _with_suffix_tag(decode_image(data, where), n))
-                    next_name = next(order, None)
-    stamps = {f"{path}:{m.name}": f"{m.size}:mtime{int(m.mtime)}" for m in members}
-    return ImageSource(str(path), len(names), items, stamp=stamps.get)
+        pending: dict[int, bytes] = {}   # read, waiting for their turn
+        passed: dict[int, tarfile.TarInfo] = {}   # not held (the bound): read again at their turn
+        held, again, reread = 0, None, 0
+        order = iter(chosen)
+        turn = next(order, None)
+        try:
+            with tarfile.open(path) as t:
+                for pos, m in enumerate(_tar_members(t, desc)):
+                    if turn is None:
+                        break
+                    if pos not in label:
+                        continue
+                    if pos == turn[0] or held + sizes[pos] <= MAX_TAR_BUFFER_BYTES:
+                        pending[pos] = read(t, m, label[pos])
+                        held += len(pending[pos])
+                    else:
+                        passed[pos] = m
+                    while turn is not None and (turn[0] in pending or turn[0] in passed):
+                        where = label[turn[0]]
+                        if turn[0] in pending:
+                            data = pending.pop(turn[0])
+                            held -= len(data)
+                        else:
+                            if again is None:
+                                again = tarfile.open(path)
+                            data = read(again, passed.pop(turn[0]), where)
+                            reread += 1
+                        yield where, loader(data, where, turn[1].name)
+                        turn = next(order, None)
+        finally:
+            if again is not None:
+                again.close()
+        if turn is not None:
+            raise BadInputError(f"{label[turn[0]]}: not found when reading the archive again; did it change?")
+        if reread:
+            source.note(f"{desc}: its members are stored far out of name order; holding them until their turn "
+                        f"would take more than {MAX_TAR_BUFFER_BYTES:,} bytes, so {reread} were read a second time "
+                        "from the archive (slow when it is compressed: extract it, or store the members in name "
+                        "order)")
+    stamps = {label[pos]: f"{m.size}:mtime{int(m.mtime)}" for pos, m in chosen}   # resume's content identity
+    source = ImageSource(desc, len(chosen), items, notes=_repeated_names_notes(desc, [m.name for _, m in indexed]),
+                         stamp=stamps.get)
+    return source
 
 
-def _tar_members(t: tarfile.TarFile, path: Path):
+def _tar_members(t: tarfile.TarFile, desc: str):
     """The members of an open archive, with a truncated or corrupt stream named instead of a traceback."""
     while True:
         try:
             m = t.next()
         except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
-            raise BadInputError(f"{path}: cannot read the archive ({e}); is it truncated?") from e
+            raise BadInputError(f"{desc}: cannot read the archive ({e}); is it truncated?") from e
         if m is None:
             return
         yield m
@@ -387,18 +533,18 @@ def _npz(path: Path, value_range, limit) -> Source:
                 # fidkit's own statistics, or pytorch-fid / clean-fid / TTUR / ADM
                 # reference files (ADM's also hold a 10k image batch in arr_0, but
                 # its published FIDs use the stored whole-dataset moments).
-                return StatsSource(str(path), Reference.from_npz(z, str(path)))
+                return StatsSource(printable(str(path)), Reference.from_npz(z, printable(str(path))))
     except NUMPY_FILE_ERRORS as e:
-        raise BadInputError(f"{path}: cannot read .npz ({type(e).__name__}: {e})") from e
+        raise BadInputError(f"{printable(str(path))}: cannot read .npz ({type(e).__name__}: {e})") from e
     key = "arr_0" if "arr_0" in keys else (keys[0] if len(keys) == 1 else None)
     if key is None:
-        raise BadInputError(f"{path}: expected 'arr_0' (images or features) or 'mu'/'sigma' (statistics); "
-                            f"found {keys}")
+        raise BadInputError(f"{printable(str(path))}: expected 'arr_0' (images or features) or 'mu'/'sigma' "
+                            f"(statistics); found {keys}")
     try:
         member = _NpzMember(path, key)
     except NUMPY_FILE_ERRORS as e:
-        raise BadInputError(f"{path}: cannot read .npz member {key!r} ({type(e).__name__}: {e})") from e
-    return _array_file(member, f"{path}[{key}]", value_range, limit)
+        raise BadInputError(f"{printable(str(path))}: cannot read .npz member {key!r} ({type(e).__name__}: {e})") from e
+    return _array_file(member, f"{printable(str(path))}[{key}]", value_range, limit)
 
 
 class _NpzMember:
@@ -407,7 +553,7 @@ class _NpzMember:
     def __init__(self, path: Path, key: str):
         self.path, self.member = path, key + ".npy"
         with zipfile.ZipFile(path) as z, z.open(self.member) as f:
-            self.shape, self.dtype, self._offset = _npy_header(f, f"{path}[{key}]")
+            self.shape, self.dtype, self._offset = _npy_header(f, f"{printable(str(path))}[{key}]")
         self.ndim = len(self.shape)
 
     def __len__(self):
@@ -508,10 +654,14 @@ def to_uint8_nchw(batch, where: str, value_range, *, channels_last: bool | None 
     """Check and convert one batch of images to a uint8 ``N x 3 x H x W`` tensor, and its conversion tags.
 
     Tensors are NCHW and numpy arrays NHWC unless ``channels_last`` says
-    otherwise; a tensor stays on its device.  One or four channels become three
+    otherwise; a tensor stays on its device.  A batch is 4-D: a 3-D input is
+    refused (see :func:`check_image_batch_shape`).  One or four channels become three
     (tagged ``gray`` / ``alpha``).  uint8 is always [0, 255], whatever
     ``value_range`` says (it describes float inputs, so one setting serves a uint8
-    reference and float samples).  Other integers must lie in 0..255.  Floats need a
+    reference and float samples).  Every other integer type (int8 to int64, uint16 to
+    uint64) must hold values in 0..255, which are taken as they are (not scaled from
+    the type's range: scale 16-bit data to 8 bits yourself); any integer batch holding
+    only 0 and 1 is tagged.  Floats need a
     declared ``value_range``; they are mapped to [0, 255] and rounded, which is
     what saving them as PNG does; values that look like another range are tagged.
     """
@@ -521,14 +671,14 @@ def to_uint8_nchw(batch, where: str, value_range, *, channels_last: bool | None 
     elif isinstance(batch, np.ndarray):
         if not batch.dtype.isnative:  # big-endian .npy files: torch reads native byte order only
             batch = batch.astype(batch.dtype.newbyteorder("="))
-        x = torch.from_numpy(np.require(batch, requirements="W"))  # read-only arrays (memory maps) are copied
+        try:
+            x = torch.from_numpy(np.require(batch, requirements="W"))  # read-only arrays (memory maps) are copied
+        except TypeError as e:  # a dtype torch has no type for (object, strings, datetimes)
+            raise BadInputError(f"{where}: images of dtype {batch.dtype} are not supported ({e})") from None
         nhwc = True if channels_last is None else channels_last
     else:
         raise BadInputError(f"{where}: batch of type {type(batch).__name__}; expected a tensor or an array")
-    if x.ndim == 3:
-        x = x[None]
-    if x.ndim != 4:
-        raise BadInputError(f"{where}: images of shape {tuple(x.shape)}; expected a 4-D batch")
+    check_image_batch_shape(tuple(x.shape), where, channels_last=nhwc)
     if 0 in tuple(x.shape[1:]):
         raise BadInputError(f"{where}: images of shape {tuple(x.shape)} have no pixels")
     c_axis, other = (3, 1) if nhwc else (1, 3)
@@ -551,22 +701,52 @@ def to_uint8_nchw(batch, where: str, value_range, *, channels_last: bool | None 
     return u8.contiguous(), frozenset(tags)
 
 
+def check_image_batch_shape(shape: tuple, where: str, *, channels_last: bool) -> None:
+    """Images come as 4-D batches.  The rule for 3-D input: it is always refused, never guessed, because it has
+    two readings that give different images: one image (``C x H x W``, ``H x W x C``) or a batch of grayscale
+    images (``N x H x W``): a ``3 x H x W`` uint8 batch of three grayscale images would be read as one RGB image."""
+    if len(shape) == 4:
+        return
+    layout = "N x H x W x C arrays" if channels_last else "N x C x H x W tensors"
+    if len(shape) == 3:
+        single, add_axis, gray = (("H x W x C", "x[..., None]", "N x H x W x 1") if channels_last
+                                  else ("C x H x W", "x[:, None]", "N x 1 x H x W"))
+        raise BadInputError(f"{where}: 3-D images of shape {shape} are ambiguous: one image ({single}) or a batch of "
+                            f"{shape[0]} grayscale images (N x H x W); fidkit refuses 3-D input rather than guess. "
+                            f"Pass a 4-D batch of {layout}: one image as x[None], grayscale images as {gray} "
+                            f"({add_axis})")
+    raise BadInputError(f"{where}: images of shape {shape}; expected a 4-D batch ({layout})")
+
+
+#: Unsigned types torch cannot compare or reduce (NotImplementedError), and the signed type of their width: read
+#: as that, values of 2**(bits-1) and more turn negative, so "within 0..255" is decided alike.
+_UNSIGNED_AS_SIGNED = {torch.uint16: torch.int16, torch.uint32: torch.int32, torch.uint64: torch.int64}
+
+
 def _to_uint8(x: torch.Tensor, where: str, value_range) -> tuple[torch.Tensor, set]:
     if value_range is not None:
         value_range = tuple(float(v) for v in value_range)
         if value_range not in VALUE_RANGES:
             raise BadInputError(f"value_range={value_range}: use (0, 1), (-1, 1) or (0, 255)")
-    if x.dtype == torch.uint8:  # always [0, 255]: a declared value_range describes float inputs only
-        if x.numel() >= 3 * 16 * 16 and int(x.max()) <= 1:
-            return x, {"range_uint8_01"}
-        return x, set()
     if x.dtype == torch.bool or x.is_complex():
         raise BadInputError(f"{where}: images of dtype {x.dtype} are not supported")
     if not x.is_floating_point():
-        lo, hi = (int(v) for v in x.aminmax()) if x.numel() else (0, 0)
+        # uint8 is always [0, 255] (a declared value_range describes float inputs only); every other integer
+        # type must hold values in 0..255, taken as they are.  The same range checks apply to every type.
+        signed = _UNSIGNED_AS_SIGNED.get(x.dtype)
+        comparable = x.view(signed) if signed is not None else x
+        lo, hi = (int(v) for v in comparable.aminmax()) if x.numel() else (0, 0)
         if lo < 0 or hi > 255:
-            raise BadInputError(f"{where}: integer images must lie in 0..255, found {lo}..{hi}")
-        return x.to(torch.uint8), set()
+            if signed is not None:
+                lo, hi = _unsigned_range(x)
+            dtype = str(x.dtype).replace("torch.", "")
+            raise BadInputError(f"{where}: {dtype} images must hold values in 0..255 (integers are taken as 8-bit "
+                                f"values, not scaled from their type's range), found {lo}..{hi}; scale them to "
+                                "0..255 first (16-bit data: v * 255 // 65535), or pass floats with a value_range")
+        u8 = x if x.dtype == torch.uint8 else comparable.to(torch.uint8)
+        if x.numel() >= 3 * 16 * 16 and hi <= 1:
+            return u8, {"range_uint8_01"}
+        return u8, set()
     x = x.to(torch.float32)
     if not bool(torch.isfinite(x).all()):
         raise BadInputError(f"{where}: images contain NaN or Inf")
@@ -592,3 +772,9 @@ def _to_uint8(x: torch.Tensor, where: str, value_range) -> tuple[torch.Tensor, s
     if lo < a - tolerance or hi > b + tolerance:
         tags.add("range_clipped")
     return torch.round((x - a) * (255.0 / (b - a))).clamp_(0, 255).to(torch.uint8), tags
+
+
+def _unsigned_range(x: torch.Tensor) -> tuple[int, int]:
+    """Smallest and largest value of an unsigned tensor that torch cannot reduce (for an error message)."""
+    a = x.detach().cpu().numpy()
+    return int(a.min()), int(a.max())

@@ -7,11 +7,13 @@ conversion tags, like the image loaders of :mod:`fidkit.data.sources`.
 
 Accepted inputs:
 
-* a folder (searched recursively, sorted, following symbolic links) of video files
-  (``.mp4 .webm .avi .mkv .mov .gif``), decoded with PyAV (``pip install "fidkit[video]"``).  Frames are counted
-  in the order the decoder returns them (display order); frame rates and timestamps are ignored, so a GIF's frame
-  delays do not repeat frames.  Decoding stops after the last frame the clip needs.  Frames are converted to RGB
-  with PyAV's ``to_ndarray(format="rgb24")`` (FFmpeg's swscale); rotation metadata is not applied.
+* a folder (searched recursively, sorted, following symbolic links) of video files, decoded with PyAV
+  (``pip install "fidkit[video]"``): the container suffixes of :data:`VIDEO_SUFFIXES` (``.3g2 .3gp .asf .avi .dv
+  .f4v .flv .gif .m2t .m2ts .m2v .m4v .mkv .mov .mp4 .mpeg .mpg .mts .mxf .nut .ogv .qt .ts .vob .webm .wmv
+  .y4m``), every one a format FFmpeg demuxes; any other file in the folder is left out and named in a warning.
+  Frames are counted in the order the decoder returns them (display order); frame rates and timestamps are ignored,
+  so a GIF's frame delays do not repeat frames.  Decoding stops after the last frame the clip needs.  Frames are
+  converted to RGB with PyAV's ``to_ndarray(format="rgb24")`` (FFmpeg's swscale); rotation metadata is not applied.
 * a folder of *frame folders*: each leaf folder holding images is one video, its frames in natural order of
   their names (runs of digits compare as numbers, so ``2.png`` comes before ``10.png``; ties fall back to plain
   name order).  Frames are decoded like image files (:func:`fidkit.data.images.decode_image`).  ``.gif`` files
@@ -21,6 +23,11 @@ Accepted inputs:
   read in chunks of whole videos so that memory stays bounded.
 * in memory: a ``torch.Tensor`` ``N x T x C x H x W`` (``layout="NCTHW"`` for ``N x C x T x H x W``), a
   ``numpy.ndarray`` ``N x T x H x W x C``, or an iterable of such batches.
+
+A clip is held whole while decoded, so it may hold at most as many pixels as one image may (frames x width x
+height at most twice ``PIL.Image.MAX_IMAGE_PIXELS``, PIL's decompression-bomb limit; above the limit itself it is
+reported as huge); the size is read from the stream's (or the first frame's) header before any frame is decoded,
+and a larger clip is an error naming the file.
 
 Pixel values follow the image rules (:func:`fidkit.data.sources.to_uint8_nchw`): uint8 as is, other integers
 within 0..255, floats only with a declared ``value_range``; one channel (grey) is repeated to three and four
@@ -39,13 +46,21 @@ from typing import Iterable
 import numpy as np
 import torch
 
+from PIL import Image
+
 from fidkit.data.images import IMAGE_SUFFIXES
-from fidkit.data.sources import (NUMPY_FILE_ERRORS, ImageSource, Loaded, _decode_file, _describe_array, _NpzMember,
-                                 _require_regular_file, to_uint8_nchw, walk_files)
+from fidkit.data.sources import (NUMPY_FILE_ERRORS, SHOWN_NAMES, ImageSource, Loaded, _decode_file, _describe_array,
+                                 _NpzMember, _require_regular_file, check_path_text, path_status, printable,
+                                 to_uint8_nchw, walk_files)
 from fidkit.errors import BadInputError
 from fidkit.stats.reference import Reference
 
-VIDEO_SUFFIXES = frozenset({".mp4", ".webm", ".avi", ".mkv", ".mov", ".gif"})
+#: Video files of a folder: container formats FFmpeg (PyAV) demuxes, by their usual suffixes (MPEG-4/QuickTime,
+#: Matroska/WebM, AVI, MPEG program and transport streams, Flash, Windows Media, 3GPP, Ogg video, MXF, DV, NUT,
+#: raw MPEG video, YUV4MPEG, GIF).
+VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".qt", ".3gp", ".3g2", ".f4v",
+                            ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".m2v", ".ts", ".m2t", ".m2ts", ".mts", ".vob",
+                            ".flv", ".wmv", ".asf", ".ogv", ".mxf", ".dv", ".nut", ".y4m", ".gif"})
 #: Image files that are frames of a frame-folder video (a GIF is a video of its own).
 FRAME_SUFFIXES = IMAGE_SUFFIXES - VIDEO_SUFFIXES
 
@@ -103,6 +118,7 @@ def open_video_source(spec, *, clip: ClipOptions, value_range=None, limit: int |
     if limit is not None and limit < 1:
         raise BadInputError(f"limit must be at least 1, got {limit}")
     _check_layout(layout)
+    check_path_text(spec)
     if isinstance(spec, (str, os.PathLike)):
         return _open_path(Path(spec), clip, value_range, limit, layout)
     if isinstance(spec, (torch.Tensor, np.ndarray)):
@@ -202,8 +218,8 @@ def _array_file(path: Path, clip: ClipOptions, value_range, limit, layout) -> Im
         try:
             arr = np.load(path, mmap_mode="r", allow_pickle=False)
         except NUMPY_FILE_ERRORS as e:
-            raise BadInputError(f"{path}: cannot read .npy ({type(e).__name__}: {e})") from e
-        where = str(path)
+            raise BadInputError(f"{printable(str(path))}: cannot read .npy ({type(e).__name__}: {e})") from e
+        where = printable(str(path))
     else:
         arr, where = _npz_member(path)
     layout = layout or "NTHWC"
@@ -217,35 +233,38 @@ def _array_file(path: Path, clip: ClipOptions, value_range, limit, layout) -> Im
 
 
 def _npz_member(path: Path) -> tuple[_NpzMember, str]:
+    name = printable(str(path))
     try:
         with np.load(path, allow_pickle=False) as z:
             keys = list(z.files)
     except NUMPY_FILE_ERRORS as e:
-        raise BadInputError(f"{path}: cannot read .npz ({type(e).__name__}: {e})") from e
+        raise BadInputError(f"{name}: cannot read .npz ({type(e).__name__}: {e})") from e
     if Reference.is_statistics(keys):
-        raise BadInputError(f"{path}: holds statistics (mu/sigma), not videos")
+        raise BadInputError(f"{name}: holds statistics (mu/sigma), not videos")
     key = "arr_0" if "arr_0" in keys else (keys[0] if len(keys) == 1 else None)
     if key is None:
-        raise BadInputError(f"{path}: expected one array of videos ('arr_0'); found {keys}")
+        raise BadInputError(f"{name}: expected one array of videos ('arr_0'); found {keys}")
     try:
-        return _NpzMember(path, key), f"{path}[{key}]"
+        return _NpzMember(path, key), f"{name}[{key}]"
     except NUMPY_FILE_ERRORS as e:
-        raise BadInputError(f"{path}: cannot read .npz member {key!r} ({type(e).__name__}: {e})") from e
+        raise BadInputError(f"{name}: cannot read .npz member {key!r} ({type(e).__name__}: {e})") from e
 
 
 # --- paths --------------------------------------------------------------------------
 
 def _open_path(path: Path, clip: ClipOptions, value_range, limit, layout) -> ImageSource:
-    if not path.exists():
-        raise BadInputError(f"{path}: no such file or folder")
+    status = path_status(path, str(path))
+    if status is None:
+        raise BadInputError(f"{printable(str(path))}: no such file or folder")
     if path.is_dir():
         if layout is not None:
-            raise BadInputError(f"layout={layout!r} applies to arrays and tensors, not to the folder {path}")
+            raise BadInputError(f"layout={layout!r} applies to arrays and tensors, not to the folder "
+                                f"{printable(str(path))}")
         return _folder(path, clip, limit)
     _require_regular_file(path)
     if path.name.lower().endswith((".npy", ".npz")):
         return _array_file(path, clip, value_range, limit, layout)
-    raise BadInputError(f"{path}: unsupported file type for videos; expected a folder of video files "
+    raise BadInputError(f"{printable(str(path))}: unsupported file type for videos; expected a folder of video files "
                         f"({', '.join(sorted(VIDEO_SUFFIXES))}) or of frame folders, or a .npy/.npz array")
 
 
@@ -254,25 +273,36 @@ def _suffix(name: str) -> str:
 
 
 def _folder(root: Path, clip: ClipOptions, limit) -> ImageSource:
-    files = walk_files(root, lambda name: _suffix(name) in VIDEO_SUFFIXES | FRAME_SUFFIXES, "videos")
+    left_out: list[Path] = []
+    files = walk_files(root, lambda name: _suffix(name) in VIDEO_SUFFIXES | FRAME_SUFFIXES, "videos", left_out)
     videos = [p for p in files if _suffix(p.name) in VIDEO_SUFFIXES]
     frames = [p for p in files if _suffix(p.name) in FRAME_SUFFIXES]
+    desc = printable(str(root))
     if videos and frames:
-        raise BadInputError(f"{root}: holds both video files (e.g. {videos[0]}) and image files (e.g. {frames[0]}); "
-                            "point fidkit at a folder of videos, or at a folder of frame folders (one sub-folder of "
-                            "images per video), not a mix")
+        raise BadInputError(f"{desc}: holds both video files (e.g. {printable(str(videos[0]))}) and image files "
+                            f"(e.g. {printable(str(frames[0]))}); point fidkit at a folder of videos, or at a folder "
+                            "of frame folders (one sub-folder of images per video), not a mix")
     if videos:
         _import_av()  # before any work: a missing decoder is one error, not one per video
         videos = videos if limit is None else videos[:limit]
 
         def video_items():
             for p in videos:
-                yield str(p), (lambda p=p: decode_video_file(p, clip))
-        return ImageSource(str(root), len(videos), video_items, modality="video")
-    if frames:
-        return _frame_folders(root, frames, clip, limit)
-    raise BadInputError(f"{root}: no videos found (looked for {', '.join(sorted(VIDEO_SUFFIXES))} files, and for "
-                        f"sub-folders of {', '.join(sorted(FRAME_SUFFIXES))} frames)")
+                yield printable(str(p)), (lambda p=p: decode_video_file(p, clip))
+        source = ImageSource(desc, len(videos), video_items, modality="video")
+    elif frames:
+        source = _frame_folders(root, frames, clip, limit)
+    else:
+        raise BadInputError(f"{desc}: no videos found (looked for {', '.join(sorted(VIDEO_SUFFIXES))} files, and "
+                            f"for sub-folders of {', '.join(sorted(FRAME_SUFFIXES))} frames)")
+    if left_out:
+        names = [printable(p.relative_to(root).as_posix()) for p in left_out]
+        more = f" and {len(names) - SHOWN_NAMES} more" if len(names) > SHOWN_NAMES else ""
+        source.note(f"{desc}: {len(names)} {'file is' if len(names) == 1 else 'files are'} neither a video nor a "
+                    f"frame and {'was' if len(names) == 1 else 'were'} left out: {', '.join(names[:SHOWN_NAMES])}"
+                    f"{more} (videos: {' '.join(sorted(VIDEO_SUFFIXES))}; frames: "
+                    f"{' '.join(sorted(FRAME_SUFFIXES))})")
+    return source
 
 
 def natural_key(name: str) -> tuple:
@@ -286,42 +316,77 @@ def _frame_folders(root: Path, frames: list[Path], clip: ClipOptions, limit) -> 
     by_folder: dict[Path, list[Path]] = {}
     for p in frames:
         by_folder.setdefault(p.parent, []).append(p)
+    shown = lambda p: printable(str(p))  # noqa: E731
     if root in by_folder:
         loose = by_folder[root][0]
         if len(by_folder) == 1:
-            raise BadInputError(f"{root}: holds images (e.g. {loose.name}), not videos; put each video's frames in a "
-                                "sub-folder of their own (one per video), or read the images as images")
+            raise BadInputError(f"{shown(root)}: holds images (e.g. {shown(loose.name)}), not videos; put each video's "
+                                "frames in a sub-folder of their own (one per video), or read the images as images")
         other = next(folder for folder in by_folder if folder != root)
-        raise BadInputError(f"{root}: holds images directly (e.g. {loose.name}) next to frame folders (e.g. {other}); "
-                            "each video's frames must be in a sub-folder of their own")
+        raise BadInputError(f"{shown(root)}: holds images directly (e.g. {shown(loose.name)}) next to frame folders "
+                            f"(e.g. {shown(other)}); each video's frames must be in a sub-folder of their own")
     for folder in by_folder:
         for parent in folder.relative_to(root).parents:
             outer = root / parent
             if outer != root and outer in by_folder:
-                raise BadInputError(f"{outer}: holds frames (e.g. {by_folder[outer][0].name}) and also a sub-folder "
-                                    f"of frames ({folder}); each video's frames must be alone in a leaf folder")
+                raise BadInputError(f"{shown(outer)}: holds frames (e.g. {shown(by_folder[outer][0].name)}) and also a "
+                                    f"sub-folder of frames ({shown(folder)}); each video's frames must be alone in a "
+                                    "leaf folder")
     folders = sorted(by_folder, key=lambda f: f.relative_to(root).as_posix())
     folders = folders if limit is None else folders[:limit]
 
     def items():
         for folder in folders:
             names = sorted(by_folder[folder], key=lambda p: natural_key(p.name))
-            yield str(folder), (lambda folder=folder, names=names: _decode_frame_folder(folder, names, clip))
-    return ImageSource(str(root), len(folders), items, modality="video")
+            yield shown(folder), (lambda folder=folder, names=names: _decode_frame_folder(folder, names, clip))
+    return ImageSource(shown(root), len(folders), items, modality="video")
+
+
+def check_clip_pixels(where: str, width: int, height: int, clip: ClipOptions) -> bool:
+    """Refuse a clip that holds more pixels than one image may (twice ``PIL.Image.MAX_IMAGE_PIXELS``, PIL's
+    decompression-bomb limit), before decoding it; return whether it is above the limit itself (``huge``)."""
+    limit = Image.MAX_IMAGE_PIXELS
+    if not limit:
+        return False
+    pixels = int(width) * int(height) * clip.length
+    if pixels > 2 * limit:
+        raise BadInputError(f"{where}: refused, its clip of {clip.length} frames of {width} x {height} pixels holds "
+                            f"{pixels:,} pixels, more than the {2 * limit:,} fidkit decodes at once (what one image "
+                            f"may hold: twice PIL.Image.MAX_IMAGE_PIXELS, PIL's decompression-bomb limit); downscale "
+                            "the video, take a shorter clip, or raise PIL.Image.MAX_IMAGE_PIXELS if it is genuine and "
+                            "memory allows")
+    return pixels > limit
+
+
+def _out_of_memory(where: str, what: str) -> BadInputError:
+    return BadInputError(f"{where}: out of memory while decoding {what}; downscale it, take a shorter clip, or lower "
+                         "PIL.Image.MAX_IMAGE_PIXELS so that such videos are refused before decoding")
 
 
 def _decode_frame_folder(folder: Path, frames: list[Path], clip: ClipOptions) -> Loaded:
+    where = printable(str(folder))
     if len(frames) < clip.frames_needed:
-        raise BadInputError(f"{folder}: {_frames(len(frames))}; {clip._needs()}")
-    arrays, tags = [], set()
-    for p in frames[clip.start:clip.frames_needed:clip.stride]:
-        arr, frame_tags = _decode_file(p)
-        if arrays and arr.shape != arrays[0].shape:
-            raise BadInputError(f"{p}: {arr.shape[1]} x {arr.shape[0]} pixels, but earlier frames of this video are "
-                                f"{arrays[0].shape[1]} x {arrays[0].shape[0]}; a video's frames must share one size")
-        arrays.append(arr)
-        tags |= frame_tags
-    return np.stack(arrays), frozenset(tags)
+        raise BadInputError(f"{where}: {_frames(len(frames))}; {clip._needs()}")
+    chosen = frames[clip.start:clip.frames_needed:clip.stride]
+    try:  # the size from the first frame's header, before any frame is decoded
+        with Image.open(chosen[0]) as im:
+            width, height = im.size
+    except Exception:  # noqa: BLE001  (decoding the frame below names what is wrong with it)
+        width = height = 0
+    tags = {"huge"} if check_clip_pixels(printable(str(chosen[0])), width, height, clip) else set()
+    arrays = []
+    try:
+        for p in chosen:
+            arr, frame_tags = _decode_file(p)
+            if arrays and arr.shape != arrays[0].shape:
+                raise BadInputError(f"{printable(str(p))}: {arr.shape[1]} x {arr.shape[0]} pixels, but earlier frames "
+                                    f"of this video are {arrays[0].shape[1]} x {arrays[0].shape[0]}; a video's frames "
+                                    "must share one size")
+            arrays.append(arr)
+            tags |= frame_tags
+        return np.stack(arrays), frozenset(tags)
+    except MemoryError:
+        raise _out_of_memory(where, f"its clip of {clip.length} frames") from None
 
 
 # --- video files --------------------------------------------------------------------
@@ -337,6 +402,7 @@ def _import_av():
 def decode_video_file(path: Path, clip: ClipOptions) -> Loaded:
     """The clip of one video file as uint8 ``T x H x W x 3``, decoding no further than its last frame."""
     av = _import_av()
+    where = printable(str(path))
     wanted, last = set(clip.frame_indices), clip.frames_needed - 1
     frames: list[np.ndarray] = []
     tags: set[str] = set()
@@ -344,31 +410,40 @@ def decode_video_file(path: Path, clip: ClipOptions) -> Loaded:
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
-                raise BadInputError(f"{path}: no video stream")
+                raise BadInputError(f"{where}: no video stream")
             stream = container.streams.video[0]
             declared = stream.frames  # from the header; 0 when the container does not say
+            # The frame size from the stream's header, before any frame is decoded (checked again on the first
+            # frame when the header does not say).
+            header = stream.codec_context
+            if header.width and header.height and check_clip_pixels(where, header.width, header.height, clip):
+                tags.add("huge")
             for frame in container.decode(stream):
                 if size is None:
                     size = (frame.width, frame.height)
+                    if check_clip_pixels(where, frame.width, frame.height, clip):
+                        tags.add("huge")
                 elif (frame.width, frame.height) != size:
-                    raise BadInputError(f"{path}: frame {decoded} is {frame.width} x {frame.height} pixels, earlier "
+                    raise BadInputError(f"{where}: frame {decoded} is {frame.width} x {frame.height} pixels, earlier "
                                         f"frames {size[0]} x {size[1]}; a video's frames must share one size")
                 if decoded in wanted:
                     frames.append(_frame_rgb(frame, tags))
                 decoded += 1
                 if decoded > last:
                     break
+        if len(frames) < clip.length:
+            truncated = f"; its header declares {declared}: is it truncated?" if declared > decoded else ""
+            raise BadInputError(f"{where}: {_frames(decoded)}; {clip._needs()}{truncated}")
+        if size[0] != size[1]:
+            tags.add("nonsquare")
+        return np.stack(frames), frozenset(tags)
     except BadInputError:
         raise
+    except MemoryError:
+        raise _out_of_memory(where, f"its clip of {clip.length} frames") from None
     except (av.error.FFmpegError, OSError, ValueError, EOFError) as e:
-        raise BadInputError(f"{path}: cannot decode video ({type(e).__name__}: {e}); is the file truncated or "
+        raise BadInputError(f"{where}: cannot decode video ({type(e).__name__}: {e}); is the file truncated or "
                             "corrupt?") from e
-    if len(frames) < clip.length:
-        truncated = f"; its header declares {declared}: is it truncated?" if declared > decoded else ""
-        raise BadInputError(f"{path}: {_frames(decoded)}; {clip._needs()}{truncated}")
-    if size[0] != size[1]:
-        tags.add("nonsquare")
-    return np.stack(frames), frozenset(tags)
 
 
 def _frames(n: int) -> str:

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from fidkit.engine import distributed as D
 from fidkit.errors import BadInputError, FidkitError
-from fidkit.data.images import TAG_TEXT
+from fidkit.data.images import NOTE_PREFIX, TAG_TEXT
 from fidkit.data.sources import ImageSource
 from fidkit.engine.progress import (RESTART, Checkpoint, Listing, decode_records, describe_stamp, input_changes,
                                     item_stamp, path_stamp)
@@ -35,8 +35,14 @@ def default_workers() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
+#: How many notes about single items (an animated image's file) are reported one by one per source.
+MAX_NOTES = 10
+
+
 class Diagnostics:
-    """Counts conversion tags over a source and turns them into one warning each."""
+    """Counts conversion tags over a source and turns them into one warning each; notes about single items
+    (tags starting with :data:`~fidkit.data.images.NOTE_PREFIX`) become one warning per item, the first
+    :data:`MAX_NOTES` of them."""
 
     def __init__(self, description: str, noun: str = "images"):
         self.description = description
@@ -46,9 +52,16 @@ class Diagnostics:
         self.batches = 0
         self.skipped: list[str] = []       # "name: reason" of every file left out (skip_bad)
         self.skipped_elsewhere = 0         # left out in other processes' shares
+        self.notes: list[str] = []         # "name: note", the first MAX_NOTES
+        self.n_notes = 0
 
     def add(self, name: str, tags, count: int = 1) -> None:
         for tag in tags:
+            if tag.startswith(NOTE_PREFIX):
+                self.n_notes += 1
+                if len(self.notes) < MAX_NOTES:
+                    self.notes.append(f"{name}: {tag[len(NOTE_PREFIX):]}")
+                continue
             self.counts[tag] += count
             self.first.setdefault(tag, name)
 
@@ -57,13 +70,15 @@ class Diagnostics:
 
     def state(self) -> dict:
         return {"counts": dict(self.counts), "first": dict(self.first), "batches": self.batches,
-                "skipped": list(self.skipped)}
+                "skipped": list(self.skipped), "notes": list(self.notes), "n_notes": self.n_notes}
 
     def load_state(self, state: dict) -> None:
         self.counts = collections.Counter(state.get("counts", {}))
         self.first = dict(state.get("first", {}))
         self.batches = int(state.get("batches", 0))
         self.skipped = list(state.get("skipped", []))
+        self.notes = list(state.get("notes", []))
+        self.n_notes = int(state.get("n_notes", len(self.notes)))
 
     def combine(self, group=None) -> None:
         """Counts over every process (collective); the first example stays this process's, if it has one."""
@@ -80,6 +95,10 @@ class Diagnostics:
     def messages(self, total: int) -> list[str]:
         out = [f"{self.counts[t]} of {total} {self.noun} in {self.description} {TAG_TEXT[t]} (first: {self.first[t]})"
                for t in sorted(self.counts)]
+        out += self.notes
+        if self.n_notes > len(self.notes):
+            out.append(f"{self.n_notes - len(self.notes)} more notes like these about single {self.noun} of "
+                       f"{self.description} are not shown")
         n_skipped = len(self.skipped) + self.skipped_elsewhere
         if n_skipped:
             shown = "; ".join(self.skipped[:5]) + (" ..." if len(self.skipped) > 5 else "")
@@ -339,7 +358,8 @@ def extract(source: ImageSource, branches: list[Branch], *, stream=(), keep=(),
     n, stats, features = state.combined(combine, group)
     if n == 0:
         raise BadInputError(f"{source.description}: no {diagnostics.noun}")
-    return Extracted(stats, features, diagnostics.messages(n) + notes, n, list(diagnostics.skipped))
+    return Extracted(stats, features, list(source.notes) + diagnostics.messages(n) + notes, n,
+                     list(diagnostics.skipped))
 
 
 def _resume(checkpoint: Checkpoint, saved: dict, state: SideState, diagnostics: Diagnostics, source: ImageSource,
