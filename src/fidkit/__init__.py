@@ -5,7 +5,7 @@
     >>> result.fid, result.n_a, result.n_b                        # doctest: +SKIP
 """
 
-__version__ = "0.1.0"
+from fidkit._version import __version__
 
 from fidkit.api import DEFAULT_METRICS, MetricOptions, RunOptions, compute_reference, compute_stats, evaluate, fid
 from fidkit.errors import BadInputError, FidkitError, FidkitWarning, IncomparableStatsError, WeightsUnavailableError

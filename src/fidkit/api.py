@@ -146,26 +146,31 @@ def compute_reference(source: SourceLike, *, features: bool = False, spatial: bo
         raise BadInputError(f"compute_reference computes no metric; unknown keyword(s) {', '.join(sorted(overrides))}")
     specs = parse_features(extractors) or [get_spec("inception")]
     request = resolve(["fd"], specs, mode, weights=weights, run=run, sources=(source,))
-    src = request.sources[0]
-    needs = SideNeeds()
-    for spec in specs:
-        for tap in spec.taps:
-            if tap.role == "embedding":
-                needs.add("stream", spec.name, tap.name)
-                if features:
-                    needs.add("keep", spec.name, tap.name)
-            elif tap.role == "spatial" and spatial and isinstance(src, ImageSource):
-                needs.add("stream", spec.name, tap.name)
-            elif tap.role == "embedding_l2" and features:
-                needs.add("keep", spec.name, tap.name)
-    session = Session(request)
-    notes: list[str] = []
-    extraction = run.extraction()
+    extraction = {}
     if checkpoint is not None:
-        if not isinstance(src, ImageSource):
-            raise BadInputError(f"{src.description}: only image sources are extracted, a checkpoint has nothing to do")
+        if not isinstance(request.sources[0], ImageSource):
+            raise BadInputError(f"{request.sources[0].description}: only image sources are extracted, a checkpoint "
+                                "has nothing to do")
         extraction["checkpoint"] = Checkpoint(checkpoint, every_s=checkpoint_every_s)
-    side = session.side(src, "SOURCE", needs, extraction, notes)
+    return reference_of(Session(request), request.sources[0], features=features, spatial=spatial, **extraction)
+
+
+def reference_of(session: Session, src, *, features: bool, spatial: bool, checkpoint=None) -> Reference:
+    """The :class:`Reference` of one opened source under a resolved request: each network's embedding
+    statistics (spatial ones with ``spatial``), per-sample embeddings with ``features``."""
+    needs = SideNeeds()
+    for name in session.plan.extractors:
+        for tap in get_spec(name).taps:
+            if tap.role == "embedding":
+                needs.add("stream", name, tap.name)
+                if features:
+                    needs.add("keep", name, tap.name)
+            elif tap.role == "spatial" and spatial and isinstance(src, ImageSource):
+                needs.add("stream", name, tap.name)
+            elif tap.role == "embedding_l2" and features:
+                needs.add("keep", name, tap.name)
+    notes: list[str] = []
+    side = session.side(src, "SOURCE", needs, dict(session.request.run.extraction(), checkpoint=checkpoint), notes)
     emit(notes)
     if not side.stats and not side.features:
         raise BadInputError(f"{src.description}: nothing to compute")

@@ -15,7 +15,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from fidkit import __version__
+from fidkit._version import __version__
 from fidkit.api import DEFAULT_METRICS, compute_reference, evaluate
 from fidkit.metrics.catalog import declared_options
 from fidkit.cache import checkpoints_dir, named_stats_path

@@ -18,14 +18,15 @@ import warnings
 
 import torch
 
-from fidkit.data.sources import StatsSource, open_source
-from fidkit.engine.evaluation import emit
+from fidkit.api import reference_of
+from fidkit.data.sources import StatsSource, check_value_range
+from fidkit.engine.evaluation import Session, emit
 from fidkit.errors import BadInputError, FidkitWarning
-from fidkit.extractors import Extractor, get_spec
+from fidkit.extractors import get_spec
 from fidkit.extractors.runtime import _exact_float32
 from fidkit.metrics.differentiable import FrechetReference, frechet_distance_torch
 from fidkit.stats.moments import FeatureStats
-from fidkit.stats.reference import Reference
+from fidkit.request import RunOptions, resolve
 
 __all__ = ["DifferentiableFID"]
 
@@ -63,10 +64,12 @@ class DifferentiableFID(torch.nn.Module):
         self.spec = spec
         self.tap = spec.defaults["embedding"]
         self.space = spec.space(self.tap)
-        given = _given_statistics(reference, self.space)
-        if mode is None and given is not None and given[1].provenance.known and given[1].provenance.mode:
-            mode = given[1].provenance.mode        # as evaluate(): the preprocessing the statistics record
-        self.preprocessing = spec.variant(mode)
+        # the same request as evaluate(): the preprocessing given statistics record when no mode is named,
+        # provenance and comparability checked once
+        request = resolve(["fd"], [spec], mode, weights=weights, run=RunOptions(device=device),
+                          sources=(reference,), force=force)
+        source = request.sources[0]
+        self.preprocessing = request.preprocessing[spec.name]
         if self.preprocessing.prepare_batch is None:
             torch_variants = [p.name for p in spec.preprocessing if p.prepare_batch is not None]
             raise BadInputError(
@@ -74,10 +77,7 @@ class DifferentiableFID(torch.nn.Module):
                 f"({self.preprocessing.resize}), which has no gradient; a differentiable FID needs a torch "
                 "preprocessing (" + (", ".join(torch_variants) if torch_variants else "this extractor has none")
                 + ") and reference statistics computed with it")
-        lo, hi = (float(v) for v in value_range)
-        if not hi > lo:
-            raise BadInputError(f"value_range={tuple(value_range)}: the second value (white) must exceed the first")
-        self.value_range = (lo, hi)
+        self.value_range = check_value_range(value_range)
         self.dtype = dtype
         if isinstance(checkpointing, bool):
             self.chunk = 4 if checkpointing else None
@@ -85,19 +85,16 @@ class DifferentiableFID(torch.nn.Module):
             self.chunk = checkpointing
         else:
             raise BadInputError(f"checkpointing={checkpointing!r}: use True, False or a number of images (>= 1)")
-        self.extractor = Extractor.get(spec, weights, device)     # the network evaluate() uses, loaded once
-        mine = self.extractor.provenance(self.preprocessing.name, self.tap)
-        if given is not None:
-            description, stats = given
-            emit(mine.check_comparable(stats.provenance, force=force))
+        session = Session(request)
+        self.extractor = session.extractor(spec.name)     # the network evaluate() uses, loaded once
+        if isinstance(source, StatsSource):
+            description, stats = _given_statistics(source, self.space)
+            emit(request.provenance(self.space).check_comparable(stats.provenance, force=force))
             if stats.dim != spec.tap(self.tap).dim:
                 raise BadInputError(f"{description}: statistics of dimension {stats.dim}, but {self.space} has "
                                     f"{spec.tap(self.tap).dim}")
         else:              # images: their statistics with this network and preprocessing
-            from fidkit.api import compute_reference
-            stats = compute_reference(reference, extractors=[spec.name], spatial=False, mode=self.preprocessing.name,
-                                      weights=self.extractor.weights_path, device=self.extractor.device
-                                      ).stats[self.space]
+            stats = reference_of(session, source, features=False, spatial=False).stats[self.space]
         self.reference_stats = stats
         self._reference = FrechetReference.from_stats(stats).to(self.extractor.device, dtype)
         self._warned_range = False
@@ -149,14 +146,9 @@ class DifferentiableFID(torch.nn.Module):
                 f"reference N={self.reference_stats.n}, checkpointing={self.chunk or False}")
 
 
-def _given_statistics(reference, space: str) -> tuple[str, FeatureStats] | None:
-    """``(description, statistics in space)`` when ``reference`` is statistics (a file, a saved name,
-    FeatureStats, a Reference); ``None`` when it is images."""
-    if not isinstance(reference, (FeatureStats, Reference, str, os.PathLike)):
-        return None
-    source = open_source(reference)
-    if not isinstance(source, StatsSource):
-        return None
+def _given_statistics(source: StatsSource, space: str) -> tuple[str, FeatureStats]:
+    """``(description, statistics in space)`` of given statistics (a file, a saved name, FeatureStats, a
+    Reference); a file without provenance holding one mean and covariance (pytorch-fid, ADM) serves any space."""
     stats = source.reference.stats.get(space)
     if stats is None:
         only = next(iter(source.reference.stats.values()), None)

@@ -35,7 +35,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 import torch
 
-from fidkit import cache
+import fidkit.cache as cache
 from fidkit.errors import BadInputError
 from fidkit.data.images import IMAGE_SUFFIXES, JPEG_SUFFIXES, decode_image
 from fidkit.stats.provenance import Provenance

@@ -172,7 +172,7 @@ class ExtractorSpec:
     def provenance(self, weights_sha256: str | None, tap: str, preprocessing: str,
                    source: str | None = None) -> Provenance:
         """What every statistic of this network records; two statistics compare only if these agree."""
-        from fidkit import __version__
+        from fidkit._version import __version__
         return Provenance(extractor=self.identity, weights_sha256=weights_sha256, layer=tap, mode=preprocessing,
                           source=source, fidkit_version=__version__, space=self.space(tap))
 

@@ -23,7 +23,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from fidkit import cache
+import fidkit.cache as cache
 from fidkit._io import atomic_write
 from fidkit.errors import WeightsUnavailableError
 

@@ -36,7 +36,7 @@ class EvalResult:
         return self.values[name]
 
     def to_dict(self) -> dict[str, Any]:
-        from fidkit import __version__
+        from fidkit._version import __version__
         p = self.provenance
         return {
             **self.values, "n_a": self.n_a, "n_b": self.n_b, "a": self.a, "b": self.b, "mode": self.mode,
