@@ -75,6 +75,7 @@ def evaluate(a, b, *, metrics: str | Iterable[str] | None = None, features: str 
                            layout=layout) for s in (a, b)]
     session = Session(metrics, features, mode, weights, device, opts, sources, crop, clip)
     session.check_comparable(sources[0], sources[1], force)
+    _check_known_counts(session.plan.metric_names, opts, sources)
     notes: list[str] = []
     run = dict(batch_size=batch_size, workers=workers, progress=progress, distributed=distributed, skip_bad=skip_bad)
     checkpoints = {label: _side_checkpoint(checkpoint_dir, s, label, distributed, restart)
@@ -88,6 +89,27 @@ def evaluate(a, b, *, metrics: str | Iterable[str] | None = None, features: str 
             c.remove()
     emit(result.warnings)
     return result
+
+
+def _check_known_counts(metrics: tuple[str, ...], opts: MetricOptions, sources) -> None:
+    """Options that need more samples than a source holds are named now, not after its images are decoded.
+
+    Only counts known before the pass are checked (files listed, arrays); skipped files can only lower them.
+    """
+    needs = []  # (side index, samples needed, why)
+    if "pr" in metrics:
+        needs += [(0, opts.pr_k + 1, f"precision/recall with pr_k={opts.pr_k}"),
+                  (1, opts.pr_k + 1, f"precision/recall with pr_k={opts.pr_k}")]
+    if "dc" in metrics:
+        needs.append((0, opts.dc_k + 1, f"density/coverage with dc_k={opts.dc_k}"))
+    if "is" in metrics:
+        needs.append((1, opts.is_splits, f"the Inception Score with is_splits={opts.is_splits}"))
+    for side, needed, why in needs:
+        src = sources[side]
+        count = src.count if isinstance(src, ImageSource) else None
+        if count is not None and count < needed:
+            raise BadInputError(f"{('REAL', 'FAKE')[side]} {src.description} holds {count} samples; {why} needs at "
+                                f"least {needed}: pass more samples or lower the option")
 
 
 def _side_checkpoint(directory, source, label: str, distributed: bool, restart: bool) -> Checkpoint | None:

@@ -23,7 +23,7 @@ from fidkit.engine.extract import Branch, extract
 from fidkit.engine.plan import Plan, SideNeeds, make_plan, with_crop
 from fidkit.engine.state import Side
 from fidkit.errors import BadInputError, FidkitWarning
-from fidkit.extractors import Extractor, get_spec
+from fidkit.extractors import Extractor, get_spec, resolve_device
 from fidkit.metrics.catalog import Inputs, MetricOptions, result_key
 from fidkit.report.result import EvalResult
 from fidkit.stats.provenance import Provenance
@@ -50,6 +50,9 @@ def emit(messages: list[str]) -> None:
         warnings.warn(m, FidkitWarning, stacklevel=level)
 
 
+_MAX_SEED = 2**32 - 1
+
+
 def options_with(options: MetricOptions | None, overrides: dict) -> MetricOptions:
     try:
         o = dataclasses.replace(options or MetricOptions(), **overrides)
@@ -60,6 +63,8 @@ def options_with(options: MetricOptions | None, overrides: dict) -> MetricOption
         low = 0 if name in ("bootstrap", "seed") else 1
         if isinstance(v, bool) or not isinstance(v, int) or v < low:
             raise BadInputError(f"{name} must be an integer of at least {low}, got {v!r}")
+    if o.seed > _MAX_SEED:  # numpy's RandomState (IS, KID) takes 32-bit seeds; checked before any work
+        raise BadInputError(f"seed must be at most 2**32 - 1 = {_MAX_SEED}, got {o.seed}")
     if not 0 < o.confidence < 1:
         raise BadInputError(f"confidence must lie strictly between 0 and 1, got {o.confidence!r}")
     return o
@@ -90,6 +95,7 @@ class Session:
         plan.preprocessing = with_crop(plan.preprocessing, crop)
         self.plan: Plan = plan
         self._weights = {get_spec(k).name: v for k, v in self._weights_by_extractor(weights).items() if v is not None}
+        resolve_device(device)  # an unusable device is named now, not after the images are decoded
         self._device = device
         self._extractors: dict[str, Extractor] = {}
 

@@ -41,6 +41,12 @@ _LEGACY = {POOL3: ("mu", "sigma", "n", "provenance"), SPATIAL: ("mu_s", "sigma_s
 _LEGACY_FEATURES = {"features_pool3": POOL3}
 
 
+def npz_path(path: str | os.PathLike) -> Path:
+    """``path`` with the ``.npz`` suffix added when it lacks it (any letter case counts)."""
+    path = Path(path)
+    return path if path.name.lower().endswith(".npz") else path.with_name(path.name + ".npz")
+
+
 def _keys(space: str) -> tuple[str, str, str, str]:
     return _LEGACY.get(space) or (f"{space}/mu", f"{space}/sigma", f"{space}/n", f"{space}/provenance")
 
@@ -58,7 +64,13 @@ class Reference:
         return sorted(set(self.stats) | set(self.features))
 
     def save(self, path: str | os.PathLike) -> Path:
-        path = Path(path)
+        """Write the ``.npz`` (atomically; see :func:`fidkit._io.atomic_write`) and return the path written.
+
+        A name without the ``.npz`` suffix gets it, as ``numpy.savez`` does: fidkit reads statistics files by that
+        suffix, so what is written can be read back.  A symbolic link is followed (the file it names is replaced);
+        a folder, device, fifo or socket is refused.
+        """
+        path = npz_path(path)
         arrays: dict[str, np.ndarray] = {"format": np.array(FORMAT)}
         for space, s in self.stats.items():
             mu, sigma, n, prov = _keys(space)
