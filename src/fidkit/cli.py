@@ -381,6 +381,8 @@ def _run_eval(args) -> int:
 def _run_stats(args) -> int:
     if not args.output and not args.name:
         raise BadInputError("give -o FILE.npz and/or --name NAME for the statistics")
+    if args.output:
+        write_target(args.output, "-o")  # '-o /dev/full' is refused, not turned into /dev/full.npz
     if args.output and npz_path(args.output) != Path(args.output):
         # statistics are read by their suffix: write what 'fidkit fid' will read, and say so
         args.output = str(npz_path(args.output))
