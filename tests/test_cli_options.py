@@ -76,3 +76,13 @@ def test_weights_existing_path_wins_over_ext_equals_path(tmp_path, monkeypatch):
     for bad in ("=x.pth", "inception=", "x,inception=y"):
         with pytest.raises(argparse.ArgumentTypeError):
             cli._weights(bad)
+
+
+@pytest.mark.parametrize("text", ["0,7", "0,2", "-1,0", "1,0"])
+def test_an_unknown_value_range_is_refused_by_the_parser(folders, capsys, no_extraction, text):
+    a, b = folders
+    with pytest.raises(SystemExit) as e:
+        main(["fid", str(a), str(b), f"--value-range={text}"])
+    assert e.value.code == 2 and "--value-range" in capsys.readouterr().err
+    for good in ("0,1", "-1,1", "0,255"):
+        assert cli._value_range(good) in {(0.0, 1.0), (-1.0, 1.0), (0.0, 255.0)}

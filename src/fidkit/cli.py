@@ -18,6 +18,7 @@ from fidkit import __version__
 from fidkit._io import write_target
 from fidkit.api import DEFAULT_METRICS, MetricOptions, compute_reference, evaluate
 from fidkit.cache import checkpoints_dir, named_stats_path
+from fidkit.data.sources import VALUE_RANGES
 from fidkit.errors import (BadInputError, FidkitError, FidkitWarning, IncomparableStatsError, OutputError,
                            WeightsUnavailableError)
 from fidkit.extractors import specs
@@ -31,6 +32,8 @@ def _value_range(text: str) -> tuple[float, float]:
         lo, hi = (float(v) for v in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected LO,HI such as 0,1 or -1,1; got {text!r}") from None
+    if (lo, hi) not in VALUE_RANGES:  # checked now, not at the first float image
+        raise argparse.ArgumentTypeError(f"{text!r}: use 0,1 or -1,1 or 0,255")
     return lo, hi
 
 
