@@ -78,6 +78,7 @@ def evaluate(a: SourceLike, b: SourceLike, *, metrics: str | Iterable[str] | Non
     notes = request.check_comparable(*request.sources)      # once, before the pass
     session = Session(request)
     sources = request.sources
+    _check_known_counts(session.plan.tasks, request.options, sources)
     checkpoints = {label: _side_checkpoint(checkpoint_dir, s, label, run.distributed, restart)
                    for s, label in zip(sources, ("REAL", "FAKE"))}
     extraction = run.extraction()
@@ -92,6 +93,26 @@ def evaluate(a: SourceLike, b: SourceLike, *, metrics: str | Iterable[str] | Non
             c.remove()
     emit(result.warnings)
     return result
+
+
+def _check_known_counts(tasks, opts: MetricOptions, sources) -> None:
+    """Options that need more samples than a source holds are named now, not after its images are decoded
+    (each metric declares its minimum, :attr:`~fidkit.metrics.catalog.MetricSpec.min_samples`).
+
+    Only counts known before the pass are checked (files listed, arrays); skipped files can only lower them.
+    """
+    for metric in dict.fromkeys(t.metric for t in tasks):
+        if metric.min_samples is None:
+            continue
+        options = ", ".join(f"{k}={v}" for k, v in opts.to_dict([metric]).items()
+                            if k in {o.name for o in metric.options})
+        for side, needed in enumerate(metric.min_samples(opts)):
+            src = sources[side]
+            count = src.count if isinstance(src, ImageSource) else None
+            if needed is not None and count is not None and count < needed:
+                raise BadInputError(f"{('REAL', 'FAKE')[side]} {src.description} holds {count} samples; "
+                                    f"{metric.summary} with {options} needs at least {needed}: pass more samples or "
+                                    "lower the option")
 
 
 def _side_checkpoint(directory, source, label: str, distributed: bool, restart: bool) -> Checkpoint | None:

@@ -18,10 +18,13 @@ from pathlib import Path
 from fidkit._version import __version__
 from fidkit.api import DEFAULT_METRICS, compute_reference, evaluate
 from fidkit.metrics.catalog import declared_options
+from fidkit._io import write_target
 from fidkit.cache import checkpoints_dir, named_stats_path
+from fidkit.data.sources import VALUE_RANGES
 from fidkit.errors import (BadInputError, FidkitError, FidkitWarning, IncomparableStatsError, OutputError,
                            WeightsUnavailableError)
 from fidkit.extractors import specs
+from fidkit.stats.reference import npz_path
 
 EXIT_CODES = {BadInputError: 2, IncomparableStatsError: 3, WeightsUnavailableError: 4, OutputError: 5}
 
@@ -31,13 +34,28 @@ def _value_range(text: str) -> tuple[float, float]:
         lo, hi = (float(v) for v in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected LO,HI such as 0,1 or -1,1; got {text!r}") from None
+    if (lo, hi) not in VALUE_RANGES:  # checked now, not at the first float image
+        raise argparse.ArgumentTypeError(f"{text!r}: use 0,1 or -1,1 or 0,255")
     return lo, hi
 
 
 def _weights(text: str):
-    if "=" not in text:
+    """``PATH`` or ``EXT=PATH,EXT=PATH``.  A path that exists is a path, even when it contains ``=`` or ``,``;
+    otherwise each ``,`` piece with an ``=`` starts a pair, and a piece without one continues the previous path."""
+    if "=" not in text or os.path.exists(os.path.expanduser(text)):
         return text
-    return dict(part.split("=", 1) for part in text.split(",") if part)
+    pairs: list[list[str]] = []
+    for part in text.split(","):
+        if "=" in part and not (pairs and os.path.exists(os.path.expanduser(f"{pairs[-1][1]},{part}"))):
+            pairs.append(part.split("=", 1))
+        elif pairs:
+            pairs[-1][1] += f",{part}"
+        else:
+            raise argparse.ArgumentTypeError(f"{text!r} is neither an existing file nor EXT=PATH pairs")
+    for ext, path in pairs:
+        if not ext or not path:
+            raise argparse.ArgumentTypeError(f"{text!r}: each pair must be EXT=PATH (got {ext}={path})")
+    return {ext: path for ext, path in pairs}
 
 
 def _positive(text: str) -> int:
@@ -62,7 +80,8 @@ def _common(p: argparse.ArgumentParser, comparison: bool = False) -> None:
                         f"({variants}). Defaults to what given statistics record, else each network's default.")
     p.add_argument("--weights", metavar="PATH|EXT=PATH,...", type=_weights,
                    help="weight file of the Inception network, or EXT=PATH pairs for others (else the "
-                        "network's environment variable, the cache, or a download)")
+                        "network's environment variable, the cache, or a download). A file that exists is read "
+                        "as a path even if its name holds '=' or ','")
     p.add_argument("--crop", choices=["center"], default=None,
                    help="centre-crop every image to a square before the resize (non-square images are otherwise "
                         "stretched by squashing resizes); recorded in the statistics")
@@ -129,7 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("stats", help="precompute reference statistics of a source")
     p.add_argument("source", metavar="SOURCE")
-    p.add_argument("-o", "--output", metavar="FILE.npz", help="where to write the statistics")
+    p.add_argument("-o", "--output", metavar="FILE.npz",
+                   help="where to write the statistics (.npz is added when missing; a symbolic link is followed "
+                        "and the file it names replaced; folders, devices and fifos are refused)")
     p.add_argument("--name", help="save in the cache under NAME, usable later in place of a path")
     p.add_argument("--features", action="store_true",
                    help="also store per-sample embeddings (float32; 8 KB per image for Inception) for KID, "
@@ -211,20 +232,38 @@ def _start_distributed(args) -> bool:
     return started
 
 
-def _check_target(path, what: str) -> None:
-    """Refuse an output that cannot be written before minutes of computation, not after."""
+def _check_target(path, what: str) -> Path | None:
+    """Refuse an output that cannot be written before minutes of computation, not after; return where it lands.
+
+    ``-o`` and ``--name`` are written to a temporary file renamed over the target: a symbolic link is followed
+    (the file it names is replaced, the link stays), and a folder, device node, fifo or socket is refused rather
+    than replaced by a regular file.  Missing folders of ``-o`` are created.  ``--log`` is appended to, so any
+    appendable file is fine, but its folder must exist.
+    """
     if not path:
-        return
+        return None
     p = Path(path).expanduser()
-    if p.is_dir():
-        raise BadInputError(f"{what} {p}: is a folder")
-    ancestor = p.parent
+    if what == "--log":
+        target = Path(os.path.realpath(p))
+        if target.is_dir():
+            raise BadInputError(f"{what} {p}: is a folder")
+        if not target.parent.is_dir():
+            missing = next((a for a in reversed(target.parents) if not a.is_dir()), target.parent)
+            raise BadInputError(f"{what} {p}: the folder {missing} does not exist (fidkit appends to the log "
+                                "but creates no folders for it; create it first)")
+        if target.exists():
+            if not os.access(target, os.W_OK):
+                raise BadInputError(f"{what} {p}: the file is not writable")
+        elif not os.access(target.parent, os.W_OK | os.X_OK):
+            raise BadInputError(f"{what} {p}: cannot write in {target.parent}")
+        return target
+    target = write_target(p, what)
+    ancestor = target.parent
     while not ancestor.exists() and ancestor != ancestor.parent:
         ancestor = ancestor.parent
     if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
         raise BadInputError(f"{what} {p}: cannot write in {ancestor}")
-    if p.exists() and not os.access(p, os.W_OK) and what == "--log":
-        raise BadInputError(f"{what} {p}: the file is not writable")
+    return target
 
 
 def _append_log(path: str | None, record: dict) -> None:
@@ -335,9 +374,15 @@ def _run_eval(args) -> int:
 def _run_stats(args) -> int:
     if not args.output and not args.name:
         raise BadInputError("give -o FILE.npz and/or --name NAME for the statistics")
+    if args.output:
+        write_target(args.output, "-o")  # '-o /dev/full' is refused, not turned into /dev/full.npz
+    if args.output and npz_path(args.output) != Path(args.output):
+        # statistics are read by their suffix: write what 'fidkit fid' will read, and say so
+        args.output = str(npz_path(args.output))
+        if not args.quiet:
+            print(f"fidkit: -o has no .npz suffix; writing {args.output}", file=sys.stderr)
     targets = [p for p in (args.output, named_stats_path(args.name) if args.name else None) if p]
-    for target in targets:
-        _check_target(target, "-o" if target == args.output else "--name")
+    resolved = {target: _check_target(target, "-o" if target == args.output else "--name") for target in targets}
     # Progress is saved beside the first output every minute; a rerun of an interrupted command continues from it.
     checkpoint = None if args.distributed else Path(f"{targets[0]}.partial")
     if checkpoint is not None and args.restart:
@@ -353,14 +398,16 @@ def _run_stats(args) -> int:
     for target in targets if not args.silent else ():
         try:
             ref.save(target)
-        except OSError as e:
-            failed.append(f"{target}: {e.strerror or e}")
+        except (OSError, BadInputError) as e:  # a target changed since the check above
+            failed.append(f"{target}: {getattr(e, 'strerror', None) or e}")
     targets = [t for t in targets if not any(f.startswith(f"{t}:") for f in failed)]
     if checkpoint is not None and not failed:
         checkpoint.unlink(missing_ok=True)
     stats = ref.stats.get("inception/pool3") or next(iter(ref.stats.values()))
     if args.json:
         print(json.dumps({"n": stats.n, "dim": stats.dim, "written": [str(t) for t in targets],
+                          "written_through_links": {str(t): str(resolved[t]) for t in targets
+                                                    if resolved[t] != Path(t).expanduser()},
                           "contents": sorted(ref.stats) + [f"{t}/features" for t in ref.features],
                           "provenance": stats.provenance.to_dict(),
                           "spaces": {s: v.provenance.to_dict() for s, v in ref.stats.items()}}))
@@ -369,7 +416,9 @@ def _run_stats(args) -> int:
             print(f"statistics of {args.source} [{space}]: N={_n(s.n)}, d={s.dim}, "
                   f"preprocessing={s.provenance.mode}")
         for t in targets:
-            print(f"  written to {t}")
+            via = f" (a symbolic link: the file it names, {resolved[t]}, was replaced)" \
+                if resolved[t] != Path(t).expanduser() else ""
+            print(f"  written to {t}{via}")
     _print_warnings([str(w.message) for w in caught if issubclass(w.category, FidkitWarning)], args.quiet)
     if failed:
         raise OutputError("could not write " + "; ".join(failed) + " (nothing was left half-written)")

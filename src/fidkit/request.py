@@ -84,7 +84,7 @@ class RunOptions:
         if self.device is not None:
             dev = resolve_device(self.device)
             if dev.type == "meta":
-                raise BadInputError("device 'meta' holds no data: features cannot be computed on it")
+                raise BadInputError(f"device {self.device!r} holds no data: features cannot be computed on it")
         from fidkit.engine.evaluation import clip_options
         object.__setattr__(self, "clip", clip_options(self.clip))
 

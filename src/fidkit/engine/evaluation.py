@@ -50,6 +50,8 @@ def emit(messages: list[str]) -> None:
         warnings.warn(m, FidkitWarning, stacklevel=level)
 
 
+
+
 def options_with(options: MetricOptions | None, overrides: dict) -> MetricOptions:
     """``options`` with ``overrides`` (keywords of the metrics' declared options), validated by the declarations."""
     if options is not None and not isinstance(options, MetricOptions):

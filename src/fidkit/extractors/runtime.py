@@ -31,8 +31,21 @@ def resolve_device(device) -> torch.device:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as e:
         raise BadInputError(f"device {device!r} is not a torch device ({e})") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise BadInputError(f"device {device!r} was requested but CUDA is not available here")
+    if dev.type == "meta":
+        raise BadInputError(f"device {device!r} holds shapes but no data: features cannot be computed on it "
+                            "(use cpu or cuda)")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise BadInputError(f"device {device!r} was requested but CUDA is not available here")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise BadInputError(f"device {device!r} was requested but this machine has "
+                                f"{torch.cuda.device_count()} CUDA device(s), numbered from 0")
+    elif dev.type != "cpu":
+        try:  # mps, xpu, ...: a tiny allocation says whether this torch and this machine can use it
+            torch.empty(1, device=dev)
+        except Exception as e:  # noqa: BLE001  (backends raise RuntimeError, AssertionError, ...)
+            raise BadInputError(f"device {device!r} is not usable here ({type(e).__name__}: "
+                                f"{str(e).strip().splitlines()[0] if str(e).strip() else e!r})") from None
     return dev
 
 

@@ -180,6 +180,9 @@ class MetricSpec:
     outputs: tuple[str, ...] = ()           # the values it returns (default: its name)
     labels: dict[str, str] = dataclasses.field(default_factory=dict)   # output -> printed label
     inception_label: str | None = None      # printed label of its historic Inception name (FID)
+    #: the fewest samples each side must hold under given options, ``(real, fake)`` (None: no minimum beyond 2),
+    #: checked before the pass where a source's count is known
+    min_samples: Callable[[MetricOptions], tuple[int | None, int | None]] | None = None
 
     def __post_init__(self):
         if not self.outputs:
@@ -304,15 +307,17 @@ for _m in (
                         Option("kid_subset_size", int, 1000, "samples per subset (capped by N, with a warning)",
                                low=1))),
     MetricSpec("pr", "precision and recall (k-NN manifolds)", "embedding", KEEP, KEEP, _pr,
-               outputs=("precision", "recall"), options=(_K_PR,)),
+               outputs=("precision", "recall"), options=(_K_PR,),
+               min_samples=lambda o: (o.pr_k + 1, o.pr_k + 1)),
     MetricSpec("dc", "density and coverage", "embedding", KEEP, KEEP, _dc, outputs=("density", "coverage"),
-               options=(_K_DC,)),
+               options=(_K_DC,), min_samples=lambda o: (o.dc_k + 1, None)),
     MetricSpec("fd_inf", "Fréchet distance extrapolated to infinitely many samples", "embedding", STREAM, KEEP,
                _fd_inf, inception_name="fid_inf", labels={"fd_inf": "FD-inf"}, inception_label="FID-inf"),
     MetricSpec("noise_floor", "Fréchet distance between two random halves of the reference", "embedding", KEEP,
                None, _noise_floor, labels={"noise_floor": "noise floor (real vs real FD)"}),
     MetricSpec("is", "Inception Score", "logits", None, KEEP, _is, extractors=("inception",), labels={"is": "IS"},
-               options=(Option("is_splits", int, 10, "splits of the generated samples for IS", low=1),)),
+               options=(Option("is_splits", int, 10, "splits of the generated samples for IS", low=1),),
+               min_samples=lambda o: (None, o.is_splits)),
     MetricSpec("is_inf", "Inception Score extrapolated to infinitely many samples", "logits", None, KEEP, _is_inf,
                extractors=("inception",), labels={"is_inf": "IS-inf"}),
     MetricSpec("sfid", "Fréchet distance of spatial features (sFID)", "spatial", STREAM, STREAM, _sfid,
