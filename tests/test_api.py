@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 import fidkit
-import fidkit.engine.evaluation as fidkit_api
+import fidkit.session as fidkit_api
 from fidkit import FeatureStats, FidkitWarning
 from fidkit.errors import BadInputError, IncomparableStatsError
 

@@ -7,7 +7,7 @@ import pytest
 
 import fidkit
 import fidkit.cli as cli
-import fidkit.engine.evaluation as evaluation
+import fidkit.session as evaluation
 from fidkit.cli import main
 from fidkit.errors import BadInputError
 
@@ -40,10 +40,10 @@ def test_bad_options_are_named_before_the_extraction(folders, weights, capsys, n
 
 
 def test_the_largest_seed_is_accepted():
-    opts = evaluation.options_with(None, {"seed": 2**32 - 1})
+    opts = fidkit.MetricOptions(seed=2**32 - 1)
     assert opts.seed == 2**32 - 1
     with pytest.raises(BadInputError, match="seed must be an integer of at most 4294967295"):
-        evaluation.options_with(None, {"seed": 2**32})
+        fidkit.MetricOptions(seed=2**32)
 
 
 def test_the_api_names_a_bad_device_before_the_work(folders, weights, no_extraction):

@@ -97,7 +97,7 @@ def test_statistics_of_another_preprocessing_are_refused_before_the_pass(folders
     assert stats.provenance.mode == "dgm-eval"
     stats.save(tmp_path / "dino.npz")
     assert fidkit.FeatureStats.load(tmp_path / "dino.npz").space == "dinov2-vitb14/cls"
-    import fidkit.engine.evaluation as evaluation
+    import fidkit.session as evaluation
     monkeypatch.setattr(evaluation, "extract", lambda *a, **k: pytest.fail("feature pass ran"))
     with pytest.raises(IncomparableStatsError, match="preprocessing mode: 'dgm-eval' vs 'edm2'"):
         fidkit.evaluate(tmp_path / "dino.npz", b, metrics="fd", features="dinov2-vitb14", mode="dinov2-vitb14=edm2",

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import fidkit.data.sources as sources
+import fidkit.data.archives as archives
 from fidkit.data.sources import open_source
 from fidkit.errors import BadInputError
 
@@ -126,7 +126,7 @@ def test_a_tar_in_reverse_name_order_holds_at_most_the_bound(tmp_path, monkeypat
     path = tmp_path / f"x.{kind}"
     _write(path, kind, members[::-1])  # the first name in order is the last member stored
     bound = int(1.5 * size)
-    monkeypatch.setattr(sources, "MAX_TAR_BUFFER_BYTES", bound)
+    monkeypatch.setattr(archives, "MAX_TAR_BUFFER_BYTES", bound)
     values, in_order = _peak_while_reading(open_source(tmp_path / f"sorted.{kind}"))  # decoding's own peak
     assert values == expected
 
@@ -137,7 +137,7 @@ def test_a_tar_in_reverse_name_order_holds_at_most_the_bound(tmp_path, monkeypat
                in n for n in src.notes)
     assert peak < in_order + bound + 2 * size  # holding all ten would take 10 x size
 
-    monkeypatch.setattr(sources, "MAX_TAR_BUFFER_BYTES", 1 << 30)
+    monkeypatch.setattr(archives, "MAX_TAR_BUFFER_BYTES", 1 << 30)
     unbounded = open_source(path)
     values, peak_all = _peak_while_reading(unbounded)
     assert values == expected and unbounded.notes == []
@@ -147,7 +147,7 @@ def test_a_tar_in_reverse_name_order_holds_at_most_the_bound(tmp_path, monkeypat
 def test_a_tar_in_name_order_is_read_in_one_pass(tmp_path, monkeypatch):
     path = tmp_path / "x.tar.gz"
     _write(path, "tar.gz", [(f"{i}.png", _png(i, 64, noise=True)) for i in range(5)])
-    monkeypatch.setattr(sources, "MAX_TAR_BUFFER_BYTES", 1)
+    monkeypatch.setattr(archives, "MAX_TAR_BUFFER_BYTES", 1)
     src = open_source(path)
     assert len([loader() for _, loader in src.items()]) == 5
     assert src.notes == []

@@ -157,11 +157,11 @@ def test_a_subtly_indefinite_covariance_is_an_error_not_a_clamped_distance():
 
 
 def test_archive_members_that_claim_gigabytes_are_refused(tmp_path, monkeypatch):
-    from fidkit.data import sources
+    from fidkit.data import archives
     path = tmp_path / "a.zip"
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("big.png", b"\0" * 200_000)  # compresses to a few hundred bytes
-    monkeypatch.setattr(sources, "MAX_MEMBER_BYTES", 100_000)
+    monkeypatch.setattr(archives, "MAX_MEMBER_BYTES", 100_000)
     with pytest.raises(BadInputError, match="big.png: declares 200,000 bytes"):
         open_source(path)
 

@@ -109,12 +109,13 @@ def test_files_without_a_recorded_space_still_load(tmp_path):
     for spec in base.specs():
         tap = spec.defaults["embedding"]
         prov = dataclasses.replace(spec.provenance("0" * 64, tap, spec.default_preprocessing), space=None)
-        s = fidkit.FeatureStats.from_features(np.random.default_rng(0).normal(size=(5, 3)), prov)
+        x = np.random.default_rng(0).normal(size=(5, 3))
+        s = fidkit.FeatureStats.from_features(x, prov)
         assert s.space == spec.space(tap), spec.name
         # and through files of the old layout: no space in the provenance JSON, and the arrays stored under the
         # key fidkit then derived (the identity: ``i3d-kinetics400/logits``), with per-sample features beside
         old_key = f"{'inception' if spec.name == 'inception' else spec.identity}/{tap}"
-        path = Reference({old_key: s}, {old_key: np.ones((5, 3), np.float32)}).save(tmp_path / f"{spec.name}.npz")
+        path = Reference({old_key: s}, {old_key: x.astype(np.float32)}).save(tmp_path / f"{spec.name}.npz")
         ref = Reference.load(path)
         assert sorted(ref.stats) == sorted(ref.features) == [spec.space(tap)]
         assert fidkit.FeatureStats.load(path).space == spec.space(tap)

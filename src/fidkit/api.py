@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Mapping
 
 from fidkit.data.sources import ImageSource
-from fidkit.engine.evaluation import Session, emit
+from fidkit.report.notes import emit
+from fidkit.session import Session
 from fidkit.engine.progress import Checkpoint
 from fidkit.engine.plan import ALL_METRICS, DEFAULT_METRICS, SideNeeds, parse_features
 from fidkit.errors import BadInputError

@@ -20,7 +20,8 @@ import torch
 
 from fidkit.api import reference_of
 from fidkit.data.sources import StatsSource, check_value_range
-from fidkit.engine.evaluation import Session, emit
+from fidkit.report.notes import emit
+from fidkit.session import Session
 from fidkit.errors import BadInputError, FidkitWarning
 from fidkit.extractors import get_spec
 from fidkit.extractors.runtime import _exact_float32

@@ -26,7 +26,8 @@ from tqdm.auto import tqdm
 
 from fidkit.data.sources import to_uint8_nchw
 from fidkit.engine import distributed as D
-from fidkit.engine.evaluation import Session, emit
+from fidkit.report.notes import emit
+from fidkit.session import Session
 from fidkit.engine.extract import Diagnostics, new_side_state, run_branches
 from fidkit.engine.state import Side, SideState
 from fidkit.errors import BadInputError

@@ -85,7 +85,6 @@ class RunOptions:
             dev = resolve_device(self.device)
             if dev.type == "meta":
                 raise BadInputError(f"device {self.device!r} holds no data: features cannot be computed on it")
-        from fidkit.engine.evaluation import clip_options
         object.__setattr__(self, "clip", clip_options(self.clip))
 
     @classmethod
@@ -216,7 +215,6 @@ def resolve(metrics: str | Iterable[str] | None = None, features: str | Iterable
     opts = (options or MetricOptions()).replace(**option_overrides)
     plan = make_plan(metrics, features, mode, bootstrap=opts.bootstrap > 0 if bootstrap_keeps is None
                      else bootstrap_keeps)
-    from fidkit.engine.evaluation import video_clip
     clip = video_clip(plan, run.clip)
     if run.layout is not None and plan.modality != "video":
         raise BadInputError(f"layout={run.layout!r} applies to videos; images are N x C x H x W")
@@ -257,3 +255,30 @@ def _weights_by_extractor(weights: WeightsLike, plan: Plan) -> dict[str, Any]:
         return {"inception": weights}
     raise BadInputError(f"weights={str(weights)!r} is one file for {len(names)} networks ({', '.join(names)}); "
                         "name each: weights={'dinov2': PATH, ...} (CLI: --weights dinov2=PATH,...)")
+
+
+def video_clip(plan: Plan, clip):
+    """The clip sampling of a video plan (default: 16 consecutive frames from the first); ``None`` for images."""
+    if plan.modality != "video":
+        if clip is not None:
+            raise BadInputError("clip options (clip length, frame stride, clip start) apply to video networks "
+                                f"(fvd, features='i3d' or 'videomae-v2'), not to {', '.join(plan.extractors)}")
+        return None
+    from fidkit.data.video import ClipOptions
+    return clip_options(clip) or ClipOptions()
+
+
+def clip_options(clip):
+    """``clip`` (a :class:`~fidkit.data.video.ClipOptions`, a dict of ``length``/``stride``/``start``, or ``None``)
+    as ClipOptions, or ``None``."""
+    if clip is None:
+        return None
+    from fidkit.data.video import ClipOptions
+    if isinstance(clip, ClipOptions):
+        return clip
+    if isinstance(clip, dict):
+        unknown = set(clip) - {"length", "stride", "start"}
+        if unknown:
+            raise BadInputError(f"clip: unknown option(s) {', '.join(sorted(unknown))}; use length, stride, start")
+        return ClipOptions(**clip)
+    raise BadInputError(f"clip must be a ClipOptions or a dict of length/stride/start, got {type(clip).__name__}")

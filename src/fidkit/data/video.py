@@ -49,9 +49,11 @@ import torch
 from PIL import Image
 
 from fidkit.data.images import IMAGE_SUFFIXES
-from fidkit.data.sources import (NUMPY_FILE_ERRORS, SHOWN_NAMES, ImageSource, Loaded, _decode_file, _describe_array,
-                                 _NpzMember, _require_regular_file, check_path_text, path_status, printable,
-                                 to_uint8_nchw, walk_files)
+from fidkit.data.arrays import _NpzMember
+from fidkit.data.files import _decode_file, _require_regular_file, walk_files
+from fidkit.data.pixels import to_uint8_nchw
+from fidkit.data.source import (NUMPY_FILE_ERRORS, SHOWN_NAMES, ImageSource, Loaded, _describe_array, check_path_text,
+                                path_status, printable)
 from fidkit.errors import BadInputError
 from fidkit.stats.reference import Reference
 

@@ -156,7 +156,7 @@ class Inputs:
     options: MetricOptions
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)   # one object per registered metric: compared and hashed by identity
 class MetricSpec:
     """A metric, declared once.
 

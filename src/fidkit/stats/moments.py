@@ -148,8 +148,7 @@ class FeatureStats:
     def save(self, path: str | os.PathLike) -> Path:
         """Write ``.npz`` (no pickle).  Inception pool3 statistics go to ``mu``/``sigma`` as pytorch-fid and
         clean-fid read them; other feature spaces under their own names.  See :mod:`fidkit.stats.reference`."""
-        from fidkit.stats.reference import Reference
-        return Reference({self.space: self}).save(path)
+        return _file_format().save_stats(self, path)
 
     @property
     def space(self) -> str:
@@ -161,17 +160,21 @@ class FeatureStats:
     def load(cls, path: str | os.PathLike) -> "FeatureStats":
         """Read statistics written by :meth:`save` (the only feature space of the file, else Inception pool3),
         or any ``.npz`` with ``mu`` and ``sigma``."""
-        from fidkit.stats.reference import POOL3, Reference
-        stats = Reference.load(path).stats
-        if len(stats) == 1:
-            return next(iter(stats.values()))
-        if POOL3 not in stats:
-            raise BadInputError(f"{path}: holds statistics of {', '.join(sorted(stats))}; load it with "
-                                "fidkit.Reference.load and pick one")
-        return stats[POOL3]
+        return _file_format().load_stats(path)
 
     def __repr__(self) -> str:
         return f"FeatureStats(n={self.n}, dim={self.dim}, provenance={self.provenance})"
+
+
+#: The statistics file format (:mod:`fidkit.stats.reference`, which builds on this module and installs itself
+#: here when ``fidkit.stats`` is imported): ``save_stats(stats, path)`` and ``load_stats(path)``.
+_FILE_FORMAT = None
+
+
+def _file_format():
+    if _FILE_FORMAT is None:
+        raise RuntimeError("fidkit.stats.reference is not loaded (import fidkit.stats)")
+    return _FILE_FORMAT
 
 
 def _check_covariance(cov: np.ndarray) -> None:

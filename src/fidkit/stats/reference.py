@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from fidkit._io import atomic_write, write_target
 from fidkit.errors import BadInputError
+import fidkit.stats.moments as _moments
 from fidkit.stats.moments import FeatureStats
 from fidkit.stats.provenance import Provenance, space_of
 
@@ -204,3 +206,22 @@ def _check_features_match(f: np.ndarray, st: FeatureStats, key: str, keys: tuple
     if gap > 1e-5 * scale:
         raise BadInputError(f"{source}: the mean of '{key}' differs from '{mu}' by up to {gap:.3g} (values up to "
                             f"{scale:.3g}): the file was changed or damaged")
+
+
+def save_stats(stats: FeatureStats, path: str | os.PathLike) -> Path:
+    """One feature space's statistics as a statistics file (:meth:`FeatureStats.save`)."""
+    return Reference({stats.space: stats}).save(path)
+
+
+def load_stats(path: str | os.PathLike) -> FeatureStats:
+    """The only feature space of a statistics file, else its Inception pool3 (:meth:`FeatureStats.load`)."""
+    stats = Reference.load(path).stats
+    if len(stats) == 1:
+        return next(iter(stats.values()))
+    if POOL3 not in stats:
+        raise BadInputError(f"{path}: holds statistics of {', '.join(sorted(stats))}; load it with "
+                            "fidkit.Reference.load and pick one")
+    return stats[POOL3]
+
+
+_moments._FILE_FORMAT = sys.modules[__name__]   # FeatureStats.save/load read and write this format

@@ -1,69 +1,41 @@
-"""What the offline API and the online evaluator share: the plan's networks, each side, the metric values.
+"""Features into a result: a resolved :class:`~fidkit.request.Request` at work.
 
-A :class:`Session` holds a resolved request: the plan (which metrics in which
-feature spaces), the loaded networks with their preprocessing, and the metric
-options.  ``side`` turns any source into a :class:`~fidkit.engine.state.Side`,
-``values`` computes every task of the plan from two sides, ``result`` wraps
-them with sample counts, provenance per feature space and warnings.
+:class:`Session` loads the request's networks when first needed, turns any
+source into a :class:`~fidkit.engine.state.Side` (a feature pass through the
+engine, or given statistics and features), computes every task of the plan
+from two sides with the metrics' declared functions, and builds the result with
+its notes.  It sits above the engine (the feature pass and its state), the
+metrics and the report.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import os
-import sys
 import time
 import warnings
 from typing import Any
 
 import numpy as np
 
-from fidkit.data.sources import FeaturesSource, ImageSource, Source, StatsSource
+from fidkit.data.sources import FeaturesSource, ImageSource, Source
 from fidkit.engine.extract import Branch, extract
-from fidkit.engine.plan import Plan, SideNeeds, make_plan, with_crop
+from fidkit.engine.plan import Plan, SideNeeds
 from fidkit.engine.state import Side
 from fidkit.errors import BadInputError, FidkitWarning
 from fidkit.extractors import Extractor, get_spec
-from fidkit.metrics.catalog import Inputs, MetricOptions, result_key, result_label
+from fidkit.metrics.catalog import Inputs, result_key, result_label
+from fidkit.report.notes import emit, nonstandard_weights, sample_count_notes
 from fidkit.report.result import EvalResult
+from fidkit.request import Request
 from fidkit.stats.provenance import Provenance
 
-#: Below this many samples the 2048-d covariance is singular and FID strongly biased.
-MIN_RELIABLE_N = 2048
-
-
-_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _first_frame_outside_fidkit() -> int:
-    """The ``stacklevel`` of the first caller outside this package, so that a warning points at the user's line
-    whether it came through ``fid``, ``evaluate``, ``Evaluator.compute`` or ``evaluate_generator``."""
-    frame, level = sys._getframe(2), 2  # 1 is emit() itself
-    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE_DIR + os.sep):
-        frame, level = frame.f_back, level + 1
-    return level
-
-
-def emit(messages: list[str]) -> None:
-    level = _first_frame_outside_fidkit()
-    for m in messages:
-        warnings.warn(m, FidkitWarning, stacklevel=level)
-
-
-
-
-def options_with(options: MetricOptions | None, overrides: dict) -> MetricOptions:
-    """``options`` with ``overrides`` (keywords of the metrics' declared options), validated by the declarations."""
-    if options is not None and not isinstance(options, MetricOptions):
-        raise BadInputError(f"options must be a MetricOptions, got {type(options).__name__}")
-    return (options or MetricOptions()).replace(**overrides)
+__all__ = ["Session", "emit"]
 
 
 class Session:
     """A resolved :class:`~fidkit.request.Request` at work: its networks (loaded when first needed), each side's
     features, the metric values, the result."""
 
-    def __init__(self, request):
+    def __init__(self, request: Request):
         self.request = request
         self.options = request.options
         self.plan: Plan = request.plan
@@ -140,7 +112,7 @@ class Session:
             if real.stats[space].dim != fake.stats[space].dim:
                 raise BadInputError(f"feature dimensions differ: {real.stats[space].dim} ({real.description}) vs "
                                     f"{fake.stats[space].dim} ({fake.description})")
-        notes.extend(_sample_count_notes(real, fake, self.plan.modality))
+        notes.extend(sample_count_notes(real, fake, self.plan.modality))
         values: dict[str, Any] = {}
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", FidkitWarning)
@@ -168,7 +140,7 @@ class Session:
                 if t.space not in spaces:
                     name = t.extractor.name
                     spaces[t.space] = self.provenance(name, t.tap)
-        notes.extend(_nonstandard_weights(spaces))
+        notes.extend(nonstandard_weights(spaces))
         primary = spaces.get("inception/pool3") or next(iter(spaces.values()), Provenance.unknown())
         return EvalResult(values=values, n_a=real.n, n_b=fake.n, a=real.description, b=fake.description,
                           mode=self.mode if uses_net or primary.mode else None, provenance=primary,
@@ -177,64 +149,3 @@ class Session:
                           labels={k: self.labels[k] for k in values if k in self.labels},
                           device=str(self.device) if uses_net and self.device is not None else None,
                           spaces=spaces, skipped={s.description: s.skipped for s in (real, fake) if s.skipped})
-
-
-def video_clip(plan: Plan, clip):
-    """The clip sampling of a video plan (default: 16 consecutive frames from the first); ``None`` for images."""
-    if plan.modality != "video":
-        if clip is not None:
-            raise BadInputError("clip options (clip length, frame stride, clip start) apply to video networks "
-                                f"(fvd, features='i3d' or 'videomae-v2'), not to {', '.join(plan.extractors)}")
-        return None
-    from fidkit.data.video import ClipOptions
-    return clip_options(clip) or ClipOptions()
-
-
-def clip_options(clip):
-    """``clip`` (a :class:`~fidkit.data.video.ClipOptions`, a dict of ``length``/``stride``/``start``, or ``None``)
-    as ClipOptions, or ``None``."""
-    if clip is None:
-        return None
-    from fidkit.data.video import ClipOptions
-    if isinstance(clip, ClipOptions):
-        return clip
-    if isinstance(clip, dict):
-        unknown = set(clip) - {"length", "stride", "start"}
-        if unknown:
-            raise BadInputError(f"clip: unknown option(s) {', '.join(sorted(unknown))}; use length, stride, start")
-        return ClipOptions(**clip)
-    raise BadInputError(f"clip must be a ClipOptions or a dict of length/stride/start, got {type(clip).__name__}")
-
-
-def _nonstandard_weights(spaces: dict[str, Provenance]) -> list[str]:
-    """A note for every feature space computed with weights other than the published file."""
-    notes = []
-    for space, p in spaces.items():
-        try:
-            spec = get_spec(space.split("/", 1)[0])
-        except BadInputError:
-            continue
-        published = getattr(spec.weights, "sha256", None)
-        if published and p.weights_sha256 and p.weights_sha256 != published:
-            notes.append(f"{space} was computed with non-standard {spec.name} weights (sha256 "
-                         f"{p.weights_sha256[:12]}…, the published file is {published[:12]}…): the values are not "
-                         "comparable with published numbers")
-    return notes
-
-
-def _sample_count_notes(real: Side, fake: Side, modality: str = "image") -> list[str]:
-    convention = "2,048 clips is FVD's usual N" if modality == "video" else "50,000 is the convention"
-    notes = []
-    for side in (real, fake):
-        dims = [s.dim for s in side.stats.values()] or [f.shape[1] for f in side.features.values()] or [2048]
-        threshold = max(MIN_RELIABLE_N if max(dims) >= MIN_RELIABLE_N else max(dims), 2)
-        if side.n is not None and side.n < threshold:
-            notes.append(
-                f"{side.description}: N={side.n} is below {threshold}, the feature dimension: the covariance is "
-                "singular and Fréchet distances are strongly biased upwards at small N; compare only values computed "
-                f"at the same N ({convention})")
-    if real.n is not None and fake.n is not None and real.n != fake.n:
-        notes.append(f"the two sides have different sample counts (N={real.n} vs N={fake.n}); FID depends on N, so "
-                     "report both and compare only results computed with the same counts")
-    return notes
-
