@@ -4,14 +4,17 @@ ever replaced."""
 from __future__ import annotations
 
 import contextlib
+import datetime
+import json
 import os
 import stat
+import sys
 import tempfile
 import threading
 from pathlib import Path
 from typing import IO, Iterator
 
-from fidkit.errors import BadInputError
+from fidkit.errors import BadInputError, OutputError
 
 
 _umask_lock = threading.Lock()
@@ -82,3 +85,72 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def check_output(path, what: str) -> Path | None:
+    """Refuse an output that cannot be written before minutes of computation, not after; return where it lands.
+
+    ``-o`` and ``--name`` are written to a temporary file renamed over the target: a symbolic link is followed
+    (the file it names is replaced, the link stays), and a folder, device node, fifo or socket is refused rather
+    than replaced by a regular file.  Missing folders of ``-o`` are created.  ``--log`` is appended to, so any
+    appendable file is fine, but its folder must exist.
+    """
+    if not path:
+        return None
+    p = Path(path).expanduser()
+    if what == "--log":
+        target = Path(os.path.realpath(p))
+        if target.is_dir():
+            raise BadInputError(f"{what} {p}: is a folder")
+        if not target.parent.is_dir():
+            missing = next((a for a in reversed(target.parents) if not a.is_dir()), target.parent)
+            raise BadInputError(f"{what} {p}: the folder {missing} does not exist (fidkit appends to the log "
+                                "but creates no folders for it; create it first)")
+        if target.exists():
+            if not os.access(target, os.W_OK):
+                raise BadInputError(f"{what} {p}: the file is not writable")
+        elif not os.access(target.parent, os.W_OK | os.X_OK):
+            raise BadInputError(f"{what} {p}: cannot write in {target.parent}")
+        return target
+    target = write_target(p, what)
+    ancestor = target.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
+        raise BadInputError(f"{what} {p}: cannot write in {ancestor}")
+    return target
+
+
+def append_log(path: str | None, record: dict) -> None:
+    """Append one JSON line in one write; a failed or short write is undone, so no line is ever torn."""
+    if not path:
+        return
+    line = dict(record, time=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                argv=sys.argv[1:])
+    data = (json.dumps(line) + "\n").encode("utf-8")
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
+    except OSError as e:
+        raise OutputError(f"--log {path}: cannot open ({e.strerror or e}); the result above was not logged") from None
+    try:
+        before = os.fstat(fd).st_size
+        try:
+            written = os.write(fd, data)
+            if written != len(data):
+                raise OSError(f"only {written} of {len(data)} bytes written")
+        except OSError as e:
+            _remove_partial_line(fd, before, data)
+            raise OutputError(f"--log {path}: cannot append ({getattr(e, 'strerror', None) or e}); the result "
+                              "above was not logged, and the log holds no partial line") from None
+    finally:
+        os.close(fd)
+
+
+def _remove_partial_line(fd: int, before: int, data: bytes) -> None:
+    """If what follows ``before`` is a prefix of our line (nobody appended after it), cut it off."""
+    try:
+        now = os.fstat(fd).st_size
+        if before < now <= before + len(data) and data.startswith(os.pread(fd, now - before, before)):
+            os.ftruncate(fd, before)
+    except OSError:
+        pass

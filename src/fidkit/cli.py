@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import codecs
-import datetime
 import json
 import os
 import sys
@@ -18,7 +17,10 @@ from pathlib import Path
 from fidkit._version import __version__
 from fidkit.api import DEFAULT_METRICS, compute_reference, evaluate
 from fidkit.metrics.catalog import declared_options
+from fidkit._io import append_log as _append_log
+from fidkit._io import check_output as _check_target
 from fidkit._io import write_target
+from fidkit.report import text
 from fidkit.cache import checkpoints_dir, named_stats_path
 from fidkit.data.sources import VALUE_RANGES
 from fidkit.errors import (BadInputError, FidkitError, FidkitWarning, IncomparableStatsError, OutputError,
@@ -232,75 +234,6 @@ def _start_distributed(args) -> bool:
     return started
 
 
-def _check_target(path, what: str) -> Path | None:
-    """Refuse an output that cannot be written before minutes of computation, not after; return where it lands.
-
-    ``-o`` and ``--name`` are written to a temporary file renamed over the target: a symbolic link is followed
-    (the file it names is replaced, the link stays), and a folder, device node, fifo or socket is refused rather
-    than replaced by a regular file.  Missing folders of ``-o`` are created.  ``--log`` is appended to, so any
-    appendable file is fine, but its folder must exist.
-    """
-    if not path:
-        return None
-    p = Path(path).expanduser()
-    if what == "--log":
-        target = Path(os.path.realpath(p))
-        if target.is_dir():
-            raise BadInputError(f"{what} {p}: is a folder")
-        if not target.parent.is_dir():
-            missing = next((a for a in reversed(target.parents) if not a.is_dir()), target.parent)
-            raise BadInputError(f"{what} {p}: the folder {missing} does not exist (fidkit appends to the log "
-                                "but creates no folders for it; create it first)")
-        if target.exists():
-            if not os.access(target, os.W_OK):
-                raise BadInputError(f"{what} {p}: the file is not writable")
-        elif not os.access(target.parent, os.W_OK | os.X_OK):
-            raise BadInputError(f"{what} {p}: cannot write in {target.parent}")
-        return target
-    target = write_target(p, what)
-    ancestor = target.parent
-    while not ancestor.exists() and ancestor != ancestor.parent:
-        ancestor = ancestor.parent
-    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
-        raise BadInputError(f"{what} {p}: cannot write in {ancestor}")
-    return target
-
-
-def _append_log(path: str | None, record: dict) -> None:
-    """Append one JSON line in one write; a failed or short write is undone, so no line is ever torn."""
-    if not path:
-        return
-    line = dict(record, time=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                argv=sys.argv[1:])
-    data = (json.dumps(line) + "\n").encode("utf-8")
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
-    except OSError as e:
-        raise OutputError(f"--log {path}: cannot open ({e.strerror or e}); the result above was not logged") from None
-    try:
-        before = os.fstat(fd).st_size
-        try:
-            written = os.write(fd, data)
-            if written != len(data):
-                raise OSError(f"only {written} of {len(data)} bytes written")
-        except OSError as e:
-            _remove_partial_line(fd, before, data)
-            raise OutputError(f"--log {path}: cannot append ({getattr(e, 'strerror', None) or e}); the result "
-                              "above was not logged, and the log holds no partial line") from None
-    finally:
-        os.close(fd)
-
-
-def _remove_partial_line(fd: int, before: int, data: bytes) -> None:
-    """If what follows ``before`` is a prefix of our line (nobody appended after it), cut it off."""
-    try:
-        now = os.fstat(fd).st_size
-        if before < now <= before + len(data) and data.startswith(os.pread(fd, now - before, before)):
-            os.ftruncate(fd, before)
-    except OSError:
-        pass
-
-
 def _run_fid(args) -> int:
     _check_target(args.log, "--log")
     result = evaluate(args.a, args.b, metrics=("fid",), force=args.force, **_resume(args), **_options(args))
@@ -309,29 +242,10 @@ def _run_fid(args) -> int:
         print(json.dumps(record))
     else:
         print(f"FID: {result['fid']:.6f}")
-        _print_settings(result, record)
+        print("\n".join(text.settings_lines(result, record)))
     _print_warnings(result.warnings, args.quiet)
     _append_log(args.log, record)  # after printing: a failed write never loses the result
     return 0
-
-
-def _print_settings(result, record: dict) -> None:
-    print(f"  real: {result.a} (N={_n(result.n_a)})")
-    print(f"  fake: {result.b} (N={_n(result.n_b)})")
-    spaces = record["feature_spaces"] or {"": {"extractor": record["extractor"], "layer": record["layer"],
-                                               "preprocessing": result.mode, "weights_sha256": record["weights_sha256"]}}
-    for s in spaces.values():
-        sha = s["weights_sha256"]
-        clip = f"  clip: {s['clip']}" if s.get("clip") else ""
-        print(f"  mode: {s['preprocessing']}  layer: {s['layer']}  extractor: {s['extractor']}"
-              f"  weights: {sha[:12] + '…' if sha else None}  device: {result.device}{clip}")
-
-
-_DETAILS = ("_std", "_ci", "_sizes", "_subset_size", "_n", "_r2")
-
-
-def _is_detail(key: str, values: dict) -> bool:
-    return any(key.endswith(s) and key[: -len(s)] in values for s in _DETAILS)
 
 
 def _run_eval(args) -> int:
@@ -344,28 +258,8 @@ def _run_eval(args) -> int:
     if args.json:
         print(json.dumps(record))
     else:
-        v = result.values
-        for key in v:
-            if _is_detail(key, v):
-                continue
-            label = result.labels.get(key, key)
-            if f"{key}_std" in v:
-                text = f"{v[key]:.6f} ± {v[key + '_std']:.6f}"
-            else:
-                text = f"{v[key]:.6f}"
-            if f"{key}_subset_size" in v:
-                text += f"  ({result.options.get('kid_subsets')} subsets of {v[key + '_subset_size']})"
-            if f"{key}_n" in v:
-                text += f"  (two halves of N={v[key + '_n']})"
-            if f"{key}_ci" in v:
-                lo, hi = v[f"{key}_ci"]
-                text += (f"  [{lo:.6f}, {hi:.6f}] ({result.options['confidence']:.0%}, "
-                         f"{result.options['bootstrap']} bootstrap resamples)")
-            if f"{key}_sizes" in v:
-                text += (f"  (fit over N = {v[key + '_sizes'][0]}..{v[key + '_sizes'][-1]}, "
-                         f"R² {v.get(key + '_r2', float('nan')):.3f})")
-            print(f"{label:>32}: {text}")
-        _print_settings(result, record)
+        print("\n".join(text.values_lines(result)))
+        print("\n".join(text.settings_lines(result, record)))
     _print_warnings(result.warnings, args.quiet)
     _append_log(args.log, record)
     return 0
@@ -413,7 +307,7 @@ def _run_stats(args) -> int:
                           "spaces": {s: v.provenance.to_dict() for s, v in ref.stats.items()}}))
     else:
         for space, s in ref.stats.items():
-            print(f"statistics of {args.source} [{space}]: N={_n(s.n)}, d={s.dim}, "
+            print(f"statistics of {args.source} [{space}]: N={text.count(s.n)}, d={s.dim}, "
                   f"preprocessing={s.provenance.mode}")
         for t in targets:
             via = f" (a symbolic link: the file it names, {resolved[t]}, was replaced)" \
@@ -429,10 +323,6 @@ def _is_path_source(text: str) -> bool:
     """A folder or archive of images: what a checkpoint can resume (not statistics, arrays or names)."""
     p = Path(text)
     return p.is_dir() or p.name.lower().endswith((".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz"))
-
-
-def _n(n) -> str:
-    return "unknown" if n is None else str(n)
 
 
 def _print_warnings(messages: list[str], quiet: bool) -> None:

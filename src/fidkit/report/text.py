@@ -1,0 +1,57 @@
+"""Results as text: what ``fidkit fid``/``eval`` print.  Labels come from the metrics' declarations (carried in
+:attr:`EvalResult.labels`); details (``_std``, ``_ci``, ``_sizes``, ...) are printed beside their value."""
+
+from __future__ import annotations
+
+
+def count(n) -> str:
+    return "unknown" if n is None else str(n)
+
+
+def settings_lines(result, record: dict) -> list[str]:
+    """The sample counts and, per feature space, the network, layer, preprocessing, weights and device."""
+    out = []
+    out.append(f"  real: {result.a} (N={count(result.n_a)})")
+    out.append(f"  fake: {result.b} (N={count(result.n_b)})")
+    spaces = record["feature_spaces"] or {"": {"extractor": record["extractor"], "layer": record["layer"],
+                                               "preprocessing": result.mode, "weights_sha256": record["weights_sha256"]}}
+    for s in spaces.values():
+        sha = s["weights_sha256"]
+        clip = f"  clip: {s['clip']}" if s.get("clip") else ""
+        out.append(f"  mode: {s['preprocessing']}  layer: {s['layer']}  extractor: {s['extractor']}"
+                   f"  weights: {sha[:12] + '…' if sha else None}  device: {result.device}{clip}")
+    return out
+
+
+DETAILS = ("_std", "_ci", "_sizes", "_subset_size", "_n", "_r2")
+
+
+def is_detail(key: str, values: dict) -> bool:
+    return any(key.endswith(s) and key[: -len(s)] in values for s in DETAILS)
+
+
+def values_lines(result) -> list[str]:
+    """One line per main value: its declared label, the value, its spread, interval or fit."""
+    v = result.values
+    out = []
+    for key in v:
+        if is_detail(key, v):
+            continue
+        label = result.labels.get(key, key)
+        if f"{key}_std" in v:
+            text = f"{v[key]:.6f} ± {v[key + '_std']:.6f}"
+        else:
+            text = f"{v[key]:.6f}"
+        if f"{key}_subset_size" in v:
+            text += f"  ({result.options.get('kid_subsets')} subsets of {v[key + '_subset_size']})"
+        if f"{key}_n" in v:
+            text += f"  (two halves of N={v[key + '_n']})"
+        if f"{key}_ci" in v:
+            lo, hi = v[f"{key}_ci"]
+            text += (f"  [{lo:.6f}, {hi:.6f}] ({result.options['confidence']:.0%}, "
+                     f"{result.options['bootstrap']} bootstrap resamples)")
+        if f"{key}_sizes" in v:
+            text += (f"  (fit over N = {v[key + '_sizes'][0]}..{v[key + '_sizes'][-1]}, "
+                     f"R² {v.get(key + '_r2', float('nan')):.3f})")
+        out.append(f"{label:>32}: {text}")
+    return out
