@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from fidkit.errors import BadInputError
 from fidkit.extractors.inception import MODES
 from fidkit.extractors import get_spec
-from fidkit.data.resize import resize_tf1_bilinear
+from fidkit.extractors.resize import resize_tf1_bilinear
 
 from conftest import smooth_images
 

@@ -8,18 +8,19 @@ import pytest
 import torch
 
 from fidkit.extractors import weights as W
+from fidkit.extractors.inception import WEIGHTS as INCEPTION_WEIGHTS
 from fidkit.errors import WeightsUnavailableError
 from fidkit.extractors.runtime import InceptionExtractor
 
 
 def _spec_for(path, **changes):
     digest = hashlib.sha256(open(path, "rb").read()).hexdigest()
-    return dataclasses.replace(W.INCEPTION, url=path.as_uri(), sha256=digest,
+    return dataclasses.replace(INCEPTION_WEIGHTS, url=path.as_uri(), sha256=digest,
                                filename=f"random-{digest[:8]}.pth", **changes)
 
 
 def test_explicit_path_wins_and_sha256_is_recorded(weights):
-    path, sha = W.resolve(W.INCEPTION, weights)
+    path, sha = W.resolve(INCEPTION_WEIGHTS, weights)
     assert str(path) == weights
     assert sha == hashlib.sha256(open(weights, "rb").read()).hexdigest()
     assert InceptionExtractor(weights, "cpu").provenance("tf").weights_sha256 == sha
@@ -27,14 +28,14 @@ def test_explicit_path_wins_and_sha256_is_recorded(weights):
 
 def test_environment_variable_is_used(weights, monkeypatch):
     monkeypatch.setenv("FIDKIT_INCEPTION_WEIGHTS", weights)
-    assert str(W.resolve(W.INCEPTION)[0]) == weights
+    assert str(W.resolve(INCEPTION_WEIGHTS)[0]) == weights
 
 
 def test_offline_error_says_what_to_download_and_where(isolated_cache):
     with pytest.raises(WeightsUnavailableError) as e:
-        W.resolve(W.INCEPTION)
+        W.resolve(INCEPTION_WEIGHTS)
     msg = str(e.value)
-    assert W.INCEPTION.url in msg
+    assert INCEPTION_WEIGHTS.url in msg
     assert "weights-inception-2015-12-05-6726825d.pth" in msg
     assert str(isolated_cache / "weights" / "weights-inception-2015-12-05-6726825d.pth") in msg
     assert "--weights" in msg and "FIDKIT_INCEPTION_WEIGHTS" in msg
@@ -42,10 +43,10 @@ def test_offline_error_says_what_to_download_and_where(isolated_cache):
 
 def test_failed_download_is_the_offline_error(tmp_path, monkeypatch):
     monkeypatch.setenv("FIDKIT_OFFLINE", "0")
-    spec = dataclasses.replace(W.INCEPTION, url=(tmp_path / "missing.pth").as_uri())
+    spec = dataclasses.replace(INCEPTION_WEIGHTS, url=(tmp_path / "missing.pth").as_uri())
     with pytest.raises(WeightsUnavailableError, match="download from .*missing.pth failed"):
         W.resolve(spec)
-    assert not any(W.INCEPTION.cache_path.parent.glob("*")) if W.INCEPTION.cache_path.parent.exists() else True
+    assert not any(INCEPTION_WEIGHTS.cache_path.parent.glob("*")) if INCEPTION_WEIGHTS.cache_path.parent.exists() else True
 
 
 def test_download_is_hash_checked_and_atomic(weights, tmp_path):
@@ -68,23 +69,23 @@ def test_download_with_wrong_hash_saves_nothing(weights):
 
 
 def test_corrupt_cached_file_is_refused(isolated_cache):
-    cached = W.INCEPTION.cache_path
+    cached = INCEPTION_WEIGHTS.cache_path
     cached.parent.mkdir(parents=True)
     cached.write_bytes(b"truncated download")
     with pytest.raises(WeightsUnavailableError, match="corrupt or truncated"):
-        W.resolve(W.INCEPTION)
+        W.resolve(INCEPTION_WEIGHTS)
 
 
 def test_hash_in_file_name_is_checked(weights, tmp_path):
     named = tmp_path / "weights-inception-2015-12-05-6726825d.pth"
     named.write_bytes(open(weights, "rb").read())
     with pytest.raises(WeightsUnavailableError, match="in its file name"):
-        W.resolve(W.INCEPTION, named)
+        W.resolve(INCEPTION_WEIGHTS, named)
 
 
 def test_missing_explicit_file(tmp_path):
     with pytest.raises(WeightsUnavailableError, match="does not exist"):
-        W.resolve(W.INCEPTION, tmp_path / "nope.pth")
+        W.resolve(INCEPTION_WEIGHTS, tmp_path / "nope.pth")
 
 
 class _Boom:
@@ -101,7 +102,7 @@ def test_weights_are_loaded_without_pickle(tmp_path):
 
 
 def test_published_spec_is_consistent():
-    assert W.INCEPTION.sha256.startswith("6726825d")
-    assert W.INCEPTION.url.endswith(W.INCEPTION.filename)
-    assert all("6726825d" in alt for alt in W.INCEPTION.alternatives)
+    assert INCEPTION_WEIGHTS.sha256.startswith("6726825d")
+    assert INCEPTION_WEIGHTS.url.endswith(INCEPTION_WEIGHTS.filename)
+    assert all("6726825d" in alt for alt in INCEPTION_WEIGHTS.alternatives)
     assert torch  # weights load through torch.load(weights_only=True)

@@ -50,7 +50,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from fidkit.data.resize import resize_tf1_bilinear
+from fidkit.extractors.resize import resize_tf1_bilinear
 from fidkit.errors import BadInputError, WeightsUnavailableError
 from fidkit.extractors.base import ExtractorSpec, Preprocessing, Tap, register
 from fidkit.extractors.weights import WeightSpec, read_tensor_state_dict, state_dict_mismatch

@@ -24,10 +24,24 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from fidkit.data.resize import resize_pil_bicubic_float, resize_tf1_bilinear, resize_torch_bilinear
+from fidkit.extractors.resize import resize_pil_bicubic_float, resize_tf1_bilinear, resize_torch_bilinear
 from fidkit.errors import WeightsUnavailableError
 from fidkit.extractors.base import ExtractorSpec, Preprocessing, Tap, register
-from fidkit.extractors.weights import INCEPTION as WEIGHTS, state_dict_mismatch
+from fidkit.extractors.weights import WeightSpec, state_dict_mismatch
+
+#: The FID Inception weights (TF graph 2015-12-05, converted to PyTorch).  The
+#: pytorch-fid release ``pt_inception-2015-12-05-6726825d.pth`` has the same
+#: layout and hash prefix and is accepted under its own name.
+WEIGHTS = WeightSpec(
+    name="inception-2015-12-05",
+    filename="weights-inception-2015-12-05-6726825d.pth",
+    url="https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth",
+    sha256="6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2",
+    env_var="FIDKIT_INCEPTION_WEIGHTS",
+    alternatives=("pt_inception-2015-12-05-6726825d.pth",),
+    licence="Apache-2.0 (TensorFlow models' Inception graph of 2015-12-05, converted to PyTorch by torch-fidelity)",
+)
+
 
 #: Feature taps one forward can return, with their dimensions.
 TAPS = {

@@ -47,18 +47,6 @@ class WeightSpec:
         return cache.weights_dir() / self.filename
 
 
-#: The FID Inception weights (TF graph 2015-12-05, converted to PyTorch).  The
-#: pytorch-fid release ``pt_inception-2015-12-05-6726825d.pth`` has the same
-#: layout and hash prefix and is accepted under its own name.
-INCEPTION = WeightSpec(
-    name="inception-2015-12-05",
-    filename="weights-inception-2015-12-05-6726825d.pth",
-    url="https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth",
-    sha256="6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2",
-    env_var="FIDKIT_INCEPTION_WEIGHTS",
-    alternatives=("pt_inception-2015-12-05-6726825d.pth",),
-    licence="Apache-2.0 (TensorFlow models' Inception graph of 2015-12-05, converted to PyTorch by torch-fidelity)",
-)
 
 _sha_cache: dict[tuple[str, int, int], str] = {}
 
