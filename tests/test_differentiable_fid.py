@@ -17,7 +17,7 @@ from fidkit.differentiable import DifferentiableFID
 from fidkit.extractors import Extractor, get_spec
 from fidkit.metrics.frechet import frechet_distance_from_moments
 
-from conftest import smooth_images
+from helpers import smooth_images
 
 
 @pytest.fixture(scope="module")

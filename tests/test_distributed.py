@@ -64,7 +64,7 @@ import json  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 
-from conftest import smooth_images, write_folder  # noqa: E402
+from helpers import smooth_images, write_folder  # noqa: E402
 
 import fidkit  # noqa: E402
 from fidkit import Evaluator, evaluate_generator  # noqa: E402
@@ -191,7 +191,7 @@ def test_torchrun_eval_and_stats_equal_one_process(tmp_path, weights, capsys):
 
 def _listing_worker(rank, world, init_file, out_dir, weights):
     import fidkit
-    from conftest import smooth_images, write_folder
+    from helpers import smooth_images, write_folder
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
         # The "same" folder, but rank 1 sees one image more (a folder being written to, or another machine).
@@ -220,7 +220,7 @@ def test_processes_that_list_different_files_are_refused(tmp_path, weights):
 
 def _crashing_worker(rank, world, init_file, out_dir, weights):
     import fidkit
-    from conftest import smooth_images
+    from helpers import smooth_images
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
 
     def batches():

@@ -12,7 +12,7 @@ from fidkit.errors import BadInputError
 from fidkit.extractors.runtime import Extractor, InceptionExtractor
 from fidkit.engine.store import FeatureStore
 
-from conftest import smooth_images, write_folder
+from helpers import smooth_images, write_folder
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +29,7 @@ def full(sets, weights):
                            bootstrap=20)
 
 
+@pytest.mark.parity
 def test_fid_kid_is_equal_torch_fidelity(sets, weights, full):
     torch_fidelity = pytest.importorskip("torch_fidelity")
     real, fake = sets

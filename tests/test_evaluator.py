@@ -11,7 +11,7 @@ from fidkit import BadInputError, Evaluator, evaluate_generator, sample_seeds, s
 from fidkit.extractors.inception import MODES
 from fidkit.data.sources import to_uint8_nchw
 
-from conftest import smooth_images
+from helpers import smooth_images
 
 OPTS = dict(kid_subsets=5, kid_subset_size=8, is_splits=2)
 METRICS = ("fid", "kid", "is", "sfid", "prdc")

@@ -72,7 +72,7 @@ def test_written_files_honour_the_umask(tmp_path):
 
 
 def test_a_refused_state_leaves_the_evaluator_as_it_was(weights):
-    from conftest import smooth_images
+    from helpers import smooth_images
     ev = fidkit.Evaluator("fid,kid", weights=weights, device="cpu", kid_subset_size=4, kid_subsets=2)
     imgs = smooth_images(6, 32, seed=1)
     ev.update(imgs, real=True)
@@ -97,7 +97,7 @@ def test_negative_seed_and_bad_options_are_named():
 
 
 def test_a_checkpoint_with_an_invalid_co_moment_is_refused(weights):
-    from conftest import smooth_images
+    from helpers import smooth_images
     ev = fidkit.Evaluator("fid", weights=weights, device="cpu")
     ev.update(smooth_images(4, 32, seed=1), real=True)
     ev.update(smooth_images(4, 32, seed=2))

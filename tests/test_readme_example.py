@@ -7,7 +7,7 @@ import numpy as np
 
 import fidkit
 
-from conftest import smooth_images
+from helpers import smooth_images
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

@@ -10,7 +10,7 @@ from fidkit.cli import main
 from fidkit.errors import WeightsUnavailableError
 from fidkit.extractors import Extractor, weights as W
 
-from conftest import smooth_images
+from helpers import smooth_images
 
 
 def test_negative_value_range_on_the_command_line(tmp_path, weights, capsys):
@@ -74,7 +74,7 @@ def test_warnings_point_at_the_callers_line(folders, weights):
 
 
 def test_non_square_images_warn_once_and_center_crop_equals_cropped_files(tmp_path, weights):
-    from conftest import write_folder
+    from helpers import write_folder
     from fidkit.errors import IncomparableStatsError
     wide_a, wide_b = smooth_images(5, (24, 40), seed=1), smooth_images(6, (24, 40), seed=2)
     a, b = write_folder(tmp_path / "a", wide_a), write_folder(tmp_path / "b", wide_b)

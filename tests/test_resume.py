@@ -8,7 +8,7 @@ from fidkit.cli import main
 from fidkit.errors import BadInputError
 from fidkit.extractors.runtime import Extractor
 
-from conftest import smooth_images, write_folder
+from helpers import smooth_images, write_folder
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from fidkit.data.sources import open_source
 from fidkit.errors import BadInputError
 from fidkit.stats.moments import FeatureStats
 
-from conftest import smooth_images, write_folder
+from helpers import smooth_images, write_folder
 
 
 def _names(src):

@@ -22,7 +22,7 @@ import torch.multiprocessing as mp
 import fidkit
 from fidkit.metrics.frechet import frechet_distance_from_moments
 
-from conftest import moving_clips
+from helpers import moving_clips
 from test_video_sources import write_video
 
 pytorch_i3d = pytest.importorskip("cdfvd.third_party.i3d.pytorch_i3d")
@@ -60,6 +60,7 @@ def folders(clips, tmp_path_factory):
     return root / "a", root / "b"
 
 
+@pytest.mark.parity
 def test_fvd_equals_cd_fvds_pipeline(clips, i3d_weights):
     a, b = clips
     r = fidkit.evaluate(_ntchw(a), _ntchw(b), metrics="fvd", mode="cd-fvd", weights=i3d_weights, device="cpu",
