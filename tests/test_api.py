@@ -58,6 +58,7 @@ def test_statistics_equal_torch_fidelity_features(parity_folders, weights):
     np.testing.assert_allclose(stats.cov, np.cov(feats, rowvar=False), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_in_memory_sources_equal_the_saved_pngs(folders, weights, folders_fid):
     a, b = folders
     imgs = np.stack([np.asarray(Image.open(p)) for p in sorted(b.glob("*.png"))])
@@ -72,6 +73,7 @@ def test_in_memory_sources_equal_the_saved_pngs(folders, weights, folders_fid):
     assert fidkit.fid(a, [u8[:5], u8[5:]], weights=weights, device="cpu").fid == pytest.approx(reference, rel=1e-12)
 
 
+@pytest.mark.slow
 def test_batch_size_and_workers_do_not_change_the_result(folders, weights):
     a, b = folders
     r1 = fidkit.fid(a, b, weights=weights, device="cpu", batch_size=3, workers=1).fid
@@ -79,6 +81,7 @@ def test_batch_size_and_workers_do_not_change_the_result(folders, weights):
     assert r1 == pytest.approx(r2, rel=1e-6)
 
 
+@pytest.mark.slow
 def test_saved_statistics_replace_the_real_side(folders, weights, tmp_path, folders_fid):
     a, b = folders
     direct = folders_fid().fid
@@ -88,6 +91,7 @@ def test_saved_statistics_replace_the_real_side(folders, weights, tmp_path, fold
     assert reused.n_a == 10
 
 
+@pytest.mark.slow
 def test_mode_comes_from_statistics_unless_given(folders, weights, tmp_path, folders_fid):
     a, b = folders
     fidkit.compute_stats(a, weights=weights, device="cpu", mode="clean").save(tmp_path / "clean.npz")
@@ -98,6 +102,7 @@ def test_mode_comes_from_statistics_unless_given(folders, weights, tmp_path, fol
         fidkit.fid(tmp_path / "clean.npz", b, weights=weights, device="cpu", mode="tf")
 
 
+@pytest.mark.slow
 def test_incomparable_weights_are_refused_before_the_feature_pass(folders, weights, tmp_path, monkeypatch):
     a, b = folders
     stats = fidkit.compute_stats(a, weights=weights, device="cpu")
@@ -108,11 +113,13 @@ def test_incomparable_weights_are_refused_before_the_feature_pass(folders, weigh
         fidkit.fid(tmp_path / "other.npz", b, weights=weights, device="cpu")
 
 
+@pytest.mark.slow
 def test_modes_give_different_fids(folders_fid):
     values = {m: folders_fid(m).fid for m in ("tf", "clean", "pytorch")}
     assert len({round(v, 6) for v in values.values()}) == 3
 
 
+@pytest.mark.slow
 def test_small_and_unequal_n_warn(folders, weights):
     a, b = folders
     with pytest.warns(FidkitWarning) as record:
@@ -122,6 +129,7 @@ def test_small_and_unequal_n_warn(folders, weights):
     assert any("below 2048" in w for w in result.warnings)
 
 
+@pytest.mark.slow
 def test_range_mistakes_warn(folders, weights):
     a, _ = folders
     x = torch.from_numpy(smooth_images(4, 32, seed=5)).permute(0, 3, 1, 2).float()
@@ -133,6 +141,7 @@ def test_range_mistakes_warn(folders, weights):
         fidkit.fid(a, x / 255, value_range=(-1, 1), weights=weights, device="cpu")
 
 
+@pytest.mark.slow
 def test_input_errors(folders, weights, tmp_path):
     a, _ = folders
     write_folder(tmp_path / "one", smooth_images(1, 32, seed=0))
@@ -146,6 +155,7 @@ def test_input_errors(folders, weights, tmp_path):
         fidkit.fid(a, bad, value_range=(0, 1), weights=weights, device="cpu")
 
 
+@pytest.mark.slow
 def test_conversion_warnings_are_aggregated_per_source(folders, weights, tmp_path):
     a, _ = folders
     rgba = smooth_images(3, 32, seed=4)
@@ -177,6 +187,7 @@ def test_features_are_not_comparable_with_images(folders, weights, tmp_path):
         fidkit.fid(a, tmp_path / "f.npy", weights=weights, device="cpu")
 
 
+@pytest.mark.slow
 def test_foreign_statistics_warn_about_missing_provenance(folders, weights, tmp_path, folders_fid):
     a, b = folders
     s = fidkit.compute_stats(b, weights=weights, device="cpu")

@@ -21,6 +21,7 @@ def _run(capsys, *argv):
     return code, out, err
 
 
+@pytest.mark.slow
 def test_fid_json_matches_the_api(capsys, folders, weights, folders_fid):
     a, b = folders
     code, out, err = _run(capsys, "fid", a, b, "--weights", weights, "--device", "cpu", "--json")
@@ -32,6 +33,7 @@ def test_fid_json_matches_the_api(capsys, folders, weights, folders_fid):
     assert "below 2048" in err  # warnings go to stderr, stdout stays one JSON object
 
 
+@pytest.mark.slow
 def test_human_output_names_settings(capsys, folders, weights):
     a, b = folders
     code, out, _ = _run(capsys, "fid", a, b, "--weights", weights, "--device", "cpu", "--mode", "clean", "--quiet")
@@ -39,6 +41,7 @@ def test_human_output_names_settings(capsys, folders, weights):
     assert out.startswith("FID: ") and "(N=10)" in out and "(N=12)" in out and "mode: clean" in out
 
 
+@pytest.mark.slow
 def test_log_appends_one_line_per_run(capsys, folders, weights, tmp_path):
     a, b = folders
     log = tmp_path / "evals.jsonl"
@@ -50,6 +53,7 @@ def test_log_appends_one_line_per_run(capsys, folders, weights, tmp_path):
     assert all("time" in r and "fid" in r for r in lines)
 
 
+@pytest.mark.slow
 def test_stats_file_and_name_are_reusable(capsys, folders, weights, tmp_path, folders_fid):
     a, b = folders
     ref = tmp_path / "ref.npz"
@@ -61,6 +65,7 @@ def test_stats_file_and_name_are_reusable(capsys, folders, weights, tmp_path, fo
         assert code == 0 and json.loads(out)["fid"] == pytest.approx(direct, rel=1e-9)
 
 
+@pytest.mark.slow
 def test_archives_and_arrays(capsys, folders, weights, tmp_path, folders_fid):
     a, b = folders
     with zipfile.ZipFile(tmp_path / "b.zip", "w") as z:
@@ -76,6 +81,7 @@ def test_archives_and_arrays(capsys, folders, weights, tmp_path, folders_fid):
     assert values[1] == pytest.approx(values[0], rel=1e-9) and values[2] == pytest.approx(values[0], rel=1e-9)
 
 
+@pytest.mark.slow
 def test_errors_have_exit_codes_and_messages(capsys, folders, weights, tmp_path):
     a, b = folders
     code, _, err = _run(capsys, "fid", a, tmp_path / "missing", "--weights", weights)
@@ -93,6 +99,7 @@ def test_errors_have_exit_codes_and_messages(capsys, folders, weights, tmp_path)
     assert code == 2 and "-o FILE.npz" in err
 
 
+@pytest.mark.slow
 def test_module_entry_point_runs_in_a_fresh_process(weights, tmp_path):
     np.save(tmp_path / "a.npy", smooth_images(3, 32, seed=1))
     np.save(tmp_path / "b.npy", smooth_images(3, 32, seed=2))

@@ -41,6 +41,7 @@ def inception_like():
     return FrechetReference.from_stats(stats), case
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("b", [2, 8, 32, 128, 512])
 def test_equals_exact_frechet_distance_at_d2048(inception_like, b):
     reference, case = inception_like

@@ -19,6 +19,8 @@ from fidkit.metrics.frechet import frechet_distance_from_moments
 
 from helpers import smooth_images
 
+pytestmark = pytest.mark.slow  # every test runs the Inception network, most with gradients
+
 
 @pytest.fixture(scope="module")
 def reference_images():

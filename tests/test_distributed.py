@@ -32,6 +32,7 @@ def _worker(rank, world, init_file, out_dir):
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not built")
 def test_three_processes_equal_one(tmp_path):
     mp.spawn(_worker, args=(3, str(tmp_path / "init"), str(tmp_path)), nprocs=3, join=True)
@@ -116,6 +117,7 @@ def _assert_values_close(a: dict, b: dict):
         np.testing.assert_allclose(a[k], b[k], rtol=1e-6, atol=1e-7, err_msg=k)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not built")
 def test_evaluator_three_processes_equal_one(tmp_path, weights):
     mp.spawn(_evaluator_worker, args=(3, str(tmp_path / "init"), str(tmp_path), weights), nprocs=3, join=True)
@@ -150,6 +152,7 @@ def _torchrun(args, cwd, env=None, nproc=2):
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600, env=env)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not built")
 def test_torchrun_eval_and_stats_equal_one_process(tmp_path, weights, capsys):
     real = write_folder(tmp_path / "real", smooth_images(9, 40, seed=31))
@@ -209,6 +212,7 @@ def _listing_worker(rank, world, init_file, out_dir, weights):
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not built")
 def test_processes_that_list_different_files_are_refused(tmp_path, weights):
     mp.spawn(_listing_worker, args=(2, str(tmp_path / "init"), str(tmp_path), weights), nprocs=2, join=True)
@@ -239,6 +243,7 @@ def _crashing_worker(rank, world, init_file, out_dir, weights):
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not built")
 def test_a_non_fidkit_error_in_one_process_reaches_every_process(tmp_path, weights):
     mp.spawn(_crashing_worker, args=(2, str(tmp_path / "init"), str(tmp_path), weights), nprocs=2, join=True)

@@ -34,6 +34,7 @@ def _inputs(spec, n: int = 2) -> torch.Tensor:
     return torch.from_numpy(smooth_images(n, (40, 52), seed=5)).permute(0, 3, 1, 2).contiguous()
 
 
+@pytest.mark.slow
 def test_random_weights_load_and_give_features_that_depend_on_the_input(network_weights):
     name, path = network_weights
     spec = get_spec(name)

@@ -63,6 +63,7 @@ def test_spatial_tap_is_mixed_6d_branch1x1_first_7_channels(reference, extractor
     assert (out["spatial"] - expected).abs().max() < 1e-4
 
 
+@pytest.mark.slow
 def test_one_forward_serves_all_taps(extractor):
     batch = _tf_batch(smooth_images(2, 64, seed=4))
     together = extractor(batch, ("pool3", "logits_unbiased", "spatial"))
@@ -70,6 +71,7 @@ def test_one_forward_serves_all_taps(extractor):
     assert (together["spatial"] - extractor(batch, ("spatial",))["spatial"]).abs().max() == 0
 
 
+@pytest.mark.slow
 def test_folded_batchnorm_equals_unfolded():
     net = FIDInceptionV3()
     load_state_dict_published(net, random_inception_state_dict(1), "random")
@@ -103,6 +105,7 @@ def test_wrong_layout_is_refused_with_file_name():
         load_state_dict_published(net, state, "somefile.pth")
 
 
+@pytest.mark.slow
 def test_features_do_not_need_grad(extractor):
     out = extractor(_tf_batch(smooth_images(1, 32, seed=0)))["pool3"]
     assert not out.requires_grad
