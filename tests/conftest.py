@@ -1,15 +1,15 @@
-"""Shared fixtures: random weights in the published format, generated images, an isolated cache."""
+"""Shared fixtures: random weights in the published format, generated images, an isolated cache.
+
+The helpers themselves live in ``helpers.py``; the names below are also importable from here for older tests.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import numpy as np
 import pytest
-import torch
-from PIL import Image
 
-from fidkit.testing import write_random_inception_weights
+from fidkit.extractors import specs
+from helpers import (RandomWeights, moving_clips, networks_with_random_weights, randomise_i3d,  # noqa: F401
+                     smooth_images, write_folder)
 
 
 @pytest.fixture(autouse=True)
@@ -18,25 +18,44 @@ def isolated_cache(tmp_path_factory, monkeypatch):
     cache = tmp_path_factory.mktemp("cache")
     monkeypatch.setenv("FIDKIT_CACHE_DIR", str(cache))
     monkeypatch.setenv("FIDKIT_OFFLINE", "1")
-    for var in ("FIDKIT_INCEPTION_WEIGHTS", "FIDKIT_DINOV2_VITL14_WEIGHTS", "FIDKIT_DINOV2_VITB14_WEIGHTS",
-                "FIDKIT_CLIP_VIT_B_32_WEIGHTS", "FIDKIT_CLIP_VIT_L_14_336PX_WEIGHTS", "FIDKIT_I3D_WEIGHTS",
-                "FIDKIT_VIDEOMAE_V2_WEIGHTS"):
-        monkeypatch.delenv(var, raising=False)
+    for spec in specs():  # every registered network's weights variable
+        if spec.weights is not None:
+            monkeypatch.delenv(spec.weights.env_var, raising=False)
     return cache
 
 
 @pytest.fixture(scope="session")
-def weights(tmp_path_factory) -> str:
-    """Random FID Inception weights with the published file's keys and shapes."""
-    return write_random_inception_weights(tmp_path_factory.mktemp("weights") / "random-inception.pth", seed=0)
+def random_weights(tmp_path_factory):
+    """``random_weights(network, seed=0)``: the path of random weights of any registered network in its published
+    format, written once per session by the network's own ``ExtractorSpec.random_weights``; removed at the end
+    (CLIP ViT-L/14@336px alone is 930 MB, and pytest keeps the temporary folders of the last runs)."""
+    written = RandomWeights(tmp_path_factory.mktemp("weights"))
+    yield written
+    written.remove()
+
+
+@pytest.fixture(scope="session", params=networks_with_random_weights())
+def network_weights(request, random_weights) -> tuple[str, str]:
+    """``(network, path)`` for every registered network that can write random weights."""
+    return request.param, random_weights(request.param)
 
 
 @pytest.fixture(scope="session")
-def dinov2_weights(tmp_path_factory) -> str:
+def weights(random_weights) -> str:
+    """Random FID Inception weights with the published file's keys and shapes."""
+    return random_weights("inception")
+
+
+@pytest.fixture(scope="session")
+def dinov2_weights(random_weights) -> str:
     """Random DINOv2 ViT-B/14 weights in the published layout (the cheaper of the two archs)."""
-    from fidkit.testing import write_random_dinov2_weights
-    return write_random_dinov2_weights(tmp_path_factory.mktemp("weights") / "dinov2_vitb14_pretrain.pth",
-                                       "vitb14", seed=0)
+    return random_weights("dinov2-vitb14")
+
+
+@pytest.fixture(scope="session")
+def i3d_weights(random_weights) -> str:
+    """Random I3D weights in the published layout of ``i3d_pretrained_400.pt`` (cd-fvd's key names and shapes)."""
+    return random_weights("i3d")
 
 
 @pytest.fixture(scope="session")
@@ -49,27 +68,6 @@ def openai_clip():
         pytest.skip("openai-clip is not installed")
 
 
-def smooth_images(n: int, size: int | tuple[int, int], seed: int) -> np.ndarray:
-    """``n x H x W x 3`` uint8 images with structure at several scales (not white noise)."""
-    h, w = (size, size) if isinstance(size, int) else size
-    rng = np.random.default_rng(seed)
-    out = np.empty((n, h, w, 3), dtype=np.uint8)
-    for i in range(n):
-        coarse = Image.fromarray(rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)).resize((w, h), Image.BICUBIC)
-        noise = rng.integers(-20, 21, (h, w, 3))
-        out[i] = np.clip(np.asarray(coarse, dtype=np.int32) + noise, 0, 255)
-    return out
-
-
-def write_folder(root: Path, images: np.ndarray, fmt: str = "png", nested: bool = False) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    for i, img in enumerate(images):
-        sub = root / f"part{i % 2}" if nested else root
-        sub.mkdir(exist_ok=True)
-        Image.fromarray(img).save(sub / f"{i:04d}.{fmt}")
-    return root
-
-
 @pytest.fixture(scope="session")
 def folders(tmp_path_factory):
     """Two small folders of 48 px PNGs with different content."""
@@ -79,45 +77,16 @@ def folders(tmp_path_factory):
     return a, b
 
 
-def moving_clips(n: int, frames: int, h: int, w: int, seed: int) -> np.ndarray:
-    """``n x frames x h x w x 3`` uint8 clips: a smooth colour field panning at a per-clip speed, plus noise."""
-    rng = np.random.default_rng(seed)
-    out = np.empty((n, frames, h, w, 3), dtype=np.uint8)
-    for i in range(n):
-        dy, dx = rng.integers(0, 4, size=2)
-        canvas_h, canvas_w = h + frames * 3, w + frames * 3
-        canvas = np.asarray(Image.fromarray(rng.integers(0, 256, (6, 6, 3), dtype=np.uint8))
-                            .resize((canvas_w, canvas_h), Image.BICUBIC), dtype=np.int32)
-        for f in range(frames):
-            window = canvas[f * dy:f * dy + h, f * dx:f * dx + w]
-            out[i, f] = np.clip(window + rng.integers(-20, 21, (h, w, 3)), 0, 255)
-    return out
-
-
-def randomise_i3d(net: torch.nn.Module, seed: int) -> None:
-    """Every parameter and BatchNorm statistic of cd-fvd's ``InceptionI3d``, in place, at a scale that keeps
-    activations O(1) through the network and makes features differ from clip to clip."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, t in net.state_dict().items():  # the tensors of the module itself
-            if name.endswith("num_batches_tracked"):
-                continue
-            if name.endswith("conv3d.weight"):
-                t.copy_(torch.randn(t.shape, generator=g) * (2.0 / t[0].numel()) ** 0.5)
-            elif name.endswith("bn.weight"):
-                t.copy_(0.5 + torch.rand(t.shape, generator=g))
-            elif name.endswith("running_var"):
-                t.copy_(0.2 + 2 * torch.rand(t.shape, generator=g))
-            else:  # BatchNorm bias and mean, logits bias
-                t.copy_(torch.randn(t.shape, generator=g) * 0.2)
-
-
 @pytest.fixture(scope="session")
-def i3d_weights(tmp_path_factory) -> str:
-    """Random I3D weights saved from cd-fvd's own network: its exact key names, shapes and format."""
-    pytorch_i3d = pytest.importorskip("cdfvd.third_party.i3d.pytorch_i3d")
-    net = pytorch_i3d.InceptionI3d(400, in_channels=3)
-    randomise_i3d(net, seed=0)
-    path = tmp_path_factory.mktemp("i3d") / "i3d_pretrained_400.pt"
-    torch.save(net.state_dict(), path)
-    return str(path)
+def folders_fid(folders, weights):
+    """``folders_fid(mode="tf")``: ``fidkit.fid`` of the two ``folders`` under the random Inception weights, computed
+    once per session and mode: the API's value that tests of other routes (CLI, saved statistics, in-memory
+    sources) compare with."""
+    import fidkit
+    results = {}
+
+    def fid(mode: str = "tf"):
+        if mode not in results:
+            results[mode] = fidkit.fid(*folders, weights=weights, device="cpu", mode=mode)
+        return results[mode]
+    return fid

@@ -10,7 +10,7 @@ import fidkit.session as fidkit_api
 from fidkit import FeatureStats, FidkitWarning
 from fidkit.errors import BadInputError, IncomparableStatsError
 
-from conftest import smooth_images, write_folder
+from helpers import smooth_images, write_folder
 
 
 @pytest.fixture(scope="module")
@@ -20,6 +20,7 @@ def parity_folders(tmp_path_factory):
             write_folder(base / "b", smooth_images(14, 40, seed=22)))
 
 
+@pytest.mark.parity
 def test_tf_mode_equals_torch_fidelity(parity_folders, weights):
     torch_fidelity = pytest.importorskip("torch_fidelity")
     a, b = parity_folders
@@ -31,6 +32,7 @@ def test_tf_mode_equals_torch_fidelity(parity_folders, weights):
     assert (got.n_a, got.n_b, got.mode) == (16, 14, "tf")
 
 
+@pytest.mark.parity
 def test_pytorch_mode_equals_pytorch_fid(parity_folders, weights, monkeypatch):
     inception = pytest.importorskip("pytorch_fid.inception")
     from pytorch_fid import fid_score
@@ -43,6 +45,7 @@ def test_pytorch_mode_equals_pytorch_fid(parity_folders, weights, monkeypatch):
     assert got.fid == pytest.approx(ref, rel=1e-4)
 
 
+@pytest.mark.parity
 def test_statistics_equal_torch_fidelity_features(parity_folders, weights):
     pytest.importorskip("torch_fidelity")
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
@@ -55,11 +58,12 @@ def test_statistics_equal_torch_fidelity_features(parity_folders, weights):
     np.testing.assert_allclose(stats.cov, np.cov(feats, rowvar=False), atol=1e-5)
 
 
-def test_in_memory_sources_equal_the_saved_pngs(folders, weights):
+@pytest.mark.slow
+def test_in_memory_sources_equal_the_saved_pngs(folders, weights, folders_fid):
     a, b = folders
     imgs = np.stack([np.asarray(Image.open(p)) for p in sorted(b.glob("*.png"))])
     u8 = torch.from_numpy(imgs).permute(0, 3, 1, 2)
-    reference = fidkit.fid(a, b, weights=weights, device="cpu").fid
+    reference = folders_fid().fid
     assert fidkit.fid(a, u8, weights=weights, device="cpu").fid == pytest.approx(reference, rel=1e-12)
     assert fidkit.fid(a, u8.float() / 255, value_range=(0, 1), weights=weights,
                       device="cpu").fid == pytest.approx(reference, rel=1e-12)
@@ -69,6 +73,7 @@ def test_in_memory_sources_equal_the_saved_pngs(folders, weights):
     assert fidkit.fid(a, [u8[:5], u8[5:]], weights=weights, device="cpu").fid == pytest.approx(reference, rel=1e-12)
 
 
+@pytest.mark.slow
 def test_batch_size_and_workers_do_not_change_the_result(folders, weights):
     a, b = folders
     r1 = fidkit.fid(a, b, weights=weights, device="cpu", batch_size=3, workers=1).fid
@@ -76,25 +81,28 @@ def test_batch_size_and_workers_do_not_change_the_result(folders, weights):
     assert r1 == pytest.approx(r2, rel=1e-6)
 
 
-def test_saved_statistics_replace_the_real_side(folders, weights, tmp_path):
+@pytest.mark.slow
+def test_saved_statistics_replace_the_real_side(folders, weights, tmp_path, folders_fid):
     a, b = folders
-    direct = fidkit.fid(a, b, weights=weights, device="cpu").fid
+    direct = folders_fid().fid
     fidkit.compute_stats(a, weights=weights, device="cpu").save(tmp_path / "ref.npz")
     reused = fidkit.fid(tmp_path / "ref.npz", b, weights=weights, device="cpu")
     assert reused.fid == pytest.approx(direct, rel=1e-9)
     assert reused.n_a == 10
 
 
-def test_mode_comes_from_statistics_unless_given(folders, weights, tmp_path):
+@pytest.mark.slow
+def test_mode_comes_from_statistics_unless_given(folders, weights, tmp_path, folders_fid):
     a, b = folders
     fidkit.compute_stats(a, weights=weights, device="cpu", mode="clean").save(tmp_path / "clean.npz")
     adopted = fidkit.fid(tmp_path / "clean.npz", b, weights=weights, device="cpu")
     assert adopted.mode == "clean"
-    assert adopted.fid == pytest.approx(fidkit.fid(a, b, weights=weights, device="cpu", mode="clean").fid, rel=1e-9)
+    assert adopted.fid == pytest.approx(folders_fid("clean").fid, rel=1e-9)
     with pytest.raises(IncomparableStatsError, match="preprocessing mode: 'clean' vs 'tf'"):
         fidkit.fid(tmp_path / "clean.npz", b, weights=weights, device="cpu", mode="tf")
 
 
+@pytest.mark.slow
 def test_incomparable_weights_are_refused_before_the_feature_pass(folders, weights, tmp_path, monkeypatch):
     a, b = folders
     stats = fidkit.compute_stats(a, weights=weights, device="cpu")
@@ -105,12 +113,13 @@ def test_incomparable_weights_are_refused_before_the_feature_pass(folders, weigh
         fidkit.fid(tmp_path / "other.npz", b, weights=weights, device="cpu")
 
 
-def test_modes_give_different_fids(folders, weights):
-    a, b = folders
-    values = {m: fidkit.fid(a, b, weights=weights, device="cpu", mode=m).fid for m in ("tf", "clean", "pytorch")}
+@pytest.mark.slow
+def test_modes_give_different_fids(folders_fid):
+    values = {m: folders_fid(m).fid for m in ("tf", "clean", "pytorch")}
     assert len({round(v, 6) for v in values.values()}) == 3
 
 
+@pytest.mark.slow
 def test_small_and_unequal_n_warn(folders, weights):
     a, b = folders
     with pytest.warns(FidkitWarning) as record:
@@ -120,6 +129,7 @@ def test_small_and_unequal_n_warn(folders, weights):
     assert any("below 2048" in w for w in result.warnings)
 
 
+@pytest.mark.slow
 def test_range_mistakes_warn(folders, weights):
     a, _ = folders
     x = torch.from_numpy(smooth_images(4, 32, seed=5)).permute(0, 3, 1, 2).float()
@@ -131,6 +141,7 @@ def test_range_mistakes_warn(folders, weights):
         fidkit.fid(a, x / 255, value_range=(-1, 1), weights=weights, device="cpu")
 
 
+@pytest.mark.slow
 def test_input_errors(folders, weights, tmp_path):
     a, _ = folders
     write_folder(tmp_path / "one", smooth_images(1, 32, seed=0))
@@ -144,6 +155,7 @@ def test_input_errors(folders, weights, tmp_path):
         fidkit.fid(a, bad, value_range=(0, 1), weights=weights, device="cpu")
 
 
+@pytest.mark.slow
 def test_conversion_warnings_are_aggregated_per_source(folders, weights, tmp_path):
     a, _ = folders
     rgba = smooth_images(3, 32, seed=4)
@@ -175,11 +187,12 @@ def test_features_are_not_comparable_with_images(folders, weights, tmp_path):
         fidkit.fid(a, tmp_path / "f.npy", weights=weights, device="cpu")
 
 
-def test_foreign_statistics_warn_about_missing_provenance(folders, weights, tmp_path):
+@pytest.mark.slow
+def test_foreign_statistics_warn_about_missing_provenance(folders, weights, tmp_path, folders_fid):
     a, b = folders
     s = fidkit.compute_stats(b, weights=weights, device="cpu")
     np.savez(tmp_path / "pytorch_fid.npz", mu=s.mean, sigma=s.cov)  # what pytorch-fid --save-stats writes
     with pytest.warns(FidkitWarning, match="carry no provenance"):
         r = fidkit.fid(a, tmp_path / "pytorch_fid.npz", weights=weights, device="cpu")
     assert r.n_b is None
-    assert r.fid == pytest.approx(fidkit.fid(a, b, weights=weights, device="cpu").fid, rel=1e-9)
+    assert r.fid == pytest.approx(folders_fid().fid, rel=1e-9)

@@ -12,7 +12,7 @@ import pytest
 import fidkit
 from fidkit.cli import main
 
-from conftest import smooth_images
+from helpers import smooth_images
 
 
 def _run(capsys, *argv):
@@ -21,17 +21,19 @@ def _run(capsys, *argv):
     return code, out, err
 
 
-def test_fid_json_matches_the_api(capsys, folders, weights):
+@pytest.mark.slow
+def test_fid_json_matches_the_api(capsys, folders, weights, folders_fid):
     a, b = folders
     code, out, err = _run(capsys, "fid", a, b, "--weights", weights, "--device", "cpu", "--json")
     assert code == 0
     record = json.loads(out)
     assert {"fid", "n_a", "n_b", "mode"} <= set(record)
     assert (record["n_a"], record["n_b"], record["mode"]) == (10, 12, "tf")
-    assert record["fid"] == pytest.approx(fidkit.fid(a, b, weights=weights, device="cpu").fid, rel=1e-12)
+    assert record["fid"] == pytest.approx(folders_fid().fid, rel=1e-12)
     assert "below 2048" in err  # warnings go to stderr, stdout stays one JSON object
 
 
+@pytest.mark.slow
 def test_human_output_names_settings(capsys, folders, weights):
     a, b = folders
     code, out, _ = _run(capsys, "fid", a, b, "--weights", weights, "--device", "cpu", "--mode", "clean", "--quiet")
@@ -39,6 +41,7 @@ def test_human_output_names_settings(capsys, folders, weights):
     assert out.startswith("FID: ") and "(N=10)" in out and "(N=12)" in out and "mode: clean" in out
 
 
+@pytest.mark.slow
 def test_log_appends_one_line_per_run(capsys, folders, weights, tmp_path):
     a, b = folders
     log = tmp_path / "evals.jsonl"
@@ -50,32 +53,35 @@ def test_log_appends_one_line_per_run(capsys, folders, weights, tmp_path):
     assert all("time" in r and "fid" in r for r in lines)
 
 
-def test_stats_file_and_name_are_reusable(capsys, folders, weights, tmp_path):
+@pytest.mark.slow
+def test_stats_file_and_name_are_reusable(capsys, folders, weights, tmp_path, folders_fid):
     a, b = folders
     ref = tmp_path / "ref.npz"
     code, out, _ = _run(capsys, "stats", a, "-o", ref, "--name", "myref", "--weights", weights, "--device", "cpu")
     assert code == 0 and ref.is_file() and "N=10" in out
-    direct = json.loads(_run(capsys, "fid", a, b, "--weights", weights, "--device", "cpu", "--json")[1])["fid"]
+    direct = folders_fid().fid  # equal to the CLI's own value: test_fid_json_matches_the_api
     for real in (ref, "myref"):
         code, out, _ = _run(capsys, "fid", real, b, "--weights", weights, "--device", "cpu", "--json")
         assert code == 0 and json.loads(out)["fid"] == pytest.approx(direct, rel=1e-9)
 
 
-def test_archives_and_arrays(capsys, folders, weights, tmp_path):
+@pytest.mark.slow
+def test_archives_and_arrays(capsys, folders, weights, tmp_path, folders_fid):
     a, b = folders
     with zipfile.ZipFile(tmp_path / "b.zip", "w") as z:
         for p in sorted(b.iterdir()):
             z.write(p, p.name)
     np.savez(tmp_path / "b.npz", arr_0=np.stack([np.asarray(__import__("PIL.Image").Image.open(p))
                                                  for p in sorted(b.iterdir())]))
-    values = []
-    for fake in (b, tmp_path / "b.zip", tmp_path / "b.npz"):
+    values = [folders_fid().fid]  # the folder b itself; the CLI gives the API's value (test_fid_json_matches_the_api)
+    for fake in (tmp_path / "b.zip", tmp_path / "b.npz"):
         code, out, _ = _run(capsys, "fid", a, fake, "--weights", weights, "--device", "cpu", "--json")
         assert code == 0
         values.append(json.loads(out)["fid"])
     assert values[1] == pytest.approx(values[0], rel=1e-9) and values[2] == pytest.approx(values[0], rel=1e-9)
 
 
+@pytest.mark.slow
 def test_errors_have_exit_codes_and_messages(capsys, folders, weights, tmp_path):
     a, b = folders
     code, _, err = _run(capsys, "fid", a, tmp_path / "missing", "--weights", weights)
@@ -93,6 +99,7 @@ def test_errors_have_exit_codes_and_messages(capsys, folders, weights, tmp_path)
     assert code == 2 and "-o FILE.npz" in err
 
 
+@pytest.mark.slow
 def test_module_entry_point_runs_in_a_fresh_process(weights, tmp_path):
     np.save(tmp_path / "a.npy", smooth_images(3, 32, seed=1))
     np.save(tmp_path / "b.npy", smooth_images(3, 32, seed=2))

@@ -41,6 +41,7 @@ def inception_like():
     return FrechetReference.from_stats(stats), case
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("b", [2, 8, 32, 128, 512])
 def test_equals_exact_frechet_distance_at_d2048(inception_like, b):
     reference, case = inception_like
@@ -85,6 +86,7 @@ def test_two_batches_equal_exact_frechet_distance(d, b_x, b_y):
     assert float(frechet_distance_torch(torch.from_numpy(x), torch.from_numpy(y))) == pytest.approx(expected, rel=1e-9)
 
 
+@pytest.mark.parity
 def test_equals_pytorch_fid_scipy_sqrtm_on_full_rank_statistics():
     fid_score = pytest.importorskip("pytorch_fid.fid_score")
     rng = np.random.default_rng(7)

@@ -17,7 +17,9 @@ from fidkit.differentiable import DifferentiableFID
 from fidkit.extractors import Extractor, get_spec
 from fidkit.metrics.frechet import frechet_distance_from_moments
 
-from conftest import smooth_images
+from helpers import smooth_images
+
+pytestmark = pytest.mark.slow  # every test runs the Inception network, most with gradients
 
 
 @pytest.fixture(scope="module")

@@ -32,6 +32,7 @@ def _worker(rank, world, init_file, out_dir):
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not built")
 def test_three_processes_equal_one(tmp_path):
     mp.spawn(_worker, args=(3, str(tmp_path / "init"), str(tmp_path)), nprocs=3, join=True)
@@ -64,7 +65,7 @@ import json  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 
-from conftest import smooth_images, write_folder  # noqa: E402
+from helpers import smooth_images, write_folder  # noqa: E402
 
 import fidkit  # noqa: E402
 from fidkit import Evaluator, evaluate_generator  # noqa: E402
@@ -118,6 +119,7 @@ def _assert_values_close(a: dict, b: dict):
         np.testing.assert_allclose(a[k], b[k], rtol=1e-6, atol=1e-7, err_msg=k)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not built")
 def test_evaluator_three_processes_equal_one(tmp_path, weights):
     write_folder(tmp_path / "ref", _ev_images()[0])
@@ -153,6 +155,7 @@ def _torchrun(args, cwd, env=None, nproc=2):
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600, env=env)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not built")
 def test_torchrun_eval_and_stats_equal_one_process(tmp_path, weights, capsys):
     real = write_folder(tmp_path / "real", smooth_images(9, 40, seed=31))
@@ -194,7 +197,7 @@ def test_torchrun_eval_and_stats_equal_one_process(tmp_path, weights, capsys):
 
 def _listing_worker(rank, world, init_file, out_dir, weights):
     import fidkit
-    from conftest import smooth_images, write_folder
+    from helpers import smooth_images, write_folder
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
         # The "same" folder, but rank 1 sees one image more (a folder being written to, or another machine).
@@ -212,6 +215,7 @@ def _listing_worker(rank, world, init_file, out_dir, weights):
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not built")
 def test_processes_that_list_different_files_are_refused(tmp_path, weights):
     mp.spawn(_listing_worker, args=(2, str(tmp_path / "init"), str(tmp_path), weights), nprocs=2, join=True)
@@ -223,7 +227,7 @@ def test_processes_that_list_different_files_are_refused(tmp_path, weights):
 
 def _crashing_worker(rank, world, init_file, out_dir, weights):
     import fidkit
-    from conftest import smooth_images
+    from helpers import smooth_images
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
 
     def batches():
@@ -242,6 +246,7 @@ def _crashing_worker(rank, world, init_file, out_dir, weights):
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not built")
 def test_a_non_fidkit_error_in_one_process_reaches_every_process(tmp_path, weights):
     mp.spawn(_crashing_worker, args=(2, str(tmp_path / "init"), str(tmp_path), weights), nprocs=2, join=True)

@@ -12,7 +12,7 @@ from fidkit.errors import BadInputError
 from fidkit.extractors.runtime import Extractor, InceptionExtractor
 from fidkit.engine.store import FeatureStore
 
-from conftest import smooth_images, write_folder
+from helpers import smooth_images, write_folder
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +29,7 @@ def full(sets, weights):
                            bootstrap=20)
 
 
+@pytest.mark.parity
 def test_fid_kid_is_equal_torch_fidelity(sets, weights, full):
     torch_fidelity = pytest.importorskip("torch_fidelity")
     real, fake = sets
@@ -42,6 +43,7 @@ def test_fid_kid_is_equal_torch_fidelity(sets, weights, full):
     assert full["is_std"] == pytest.approx(ref["inception_score_std"], rel=1e-3, abs=1e-9)
 
 
+@pytest.mark.slow
 def test_one_forward_per_batch_feeds_every_metric(sets, weights, monkeypatch):
     real, fake = sets
     calls = []
@@ -57,6 +59,7 @@ def test_one_forward_per_batch_feeds_every_metric(sets, weights, monkeypatch):
     assert set(calls[-1]) == {"pool3", "spatial", "logits_unbiased"}
 
 
+@pytest.mark.slow
 def test_metrics_equal_the_pure_functions_on_the_same_features(sets, weights, full):
     real, fake = sets
     ref = fidkit.compute_reference(real, features=True, weights=weights, device="cpu")
@@ -72,6 +75,7 @@ def test_metrics_equal_the_pure_functions_on_the_same_features(sets, weights, fu
     assert full["noise_floor_n"] == 12  # as many as the fake side has, capped by half the real set
 
 
+@pytest.mark.slow
 def test_streamed_spatial_statistics_equal_one_shot(sets, weights):
     real, _ = sets
     ext = InceptionExtractor.get(weights, "cpu")
@@ -85,6 +89,7 @@ def test_streamed_spatial_statistics_equal_one_shot(sets, weights):
     np.testing.assert_allclose(streamed.cov, np.cov(feats, rowvar=False), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_reference_file_serves_every_metric(sets, weights, full, tmp_path):
     real, fake = sets
     fidkit.compute_reference(real, features=True, weights=weights, device="cpu").save(tmp_path / "ref.npz")
@@ -95,6 +100,7 @@ def test_reference_file_serves_every_metric(sets, weights, full, tmp_path):
     assert again["fid_ci"] == pytest.approx(full["fid_ci"], rel=1e-6)
 
 
+@pytest.mark.slow
 def test_reference_without_features_names_what_is_missing(sets, weights, tmp_path):
     real, fake = sets
     fidkit.compute_reference(real, weights=weights, device="cpu").save(tmp_path / "ref.npz")
@@ -104,6 +110,7 @@ def test_reference_without_features_names_what_is_missing(sets, weights, tmp_pat
     assert set(r.values) == {"fid", "sfid", "is", "is_std"}
 
 
+@pytest.mark.slow
 def test_bootstrap_interval_is_ordered_and_seeded(full, sets, weights):
     low, high = full["fid_ci"]
     assert 0 < low < high
@@ -123,6 +130,7 @@ def test_metric_names_and_options_are_checked(sets, weights):
         fidkit.evaluate(real, fake, metrics="fid", weights=weights, kid_subset=3)
 
 
+@pytest.mark.slow
 def test_small_n_adjustments_warn_instead_of_crashing(sets, weights):
     real, fake = sets
     with pytest.warns(fidkit.FidkitWarning, match="subset"):
@@ -130,6 +138,7 @@ def test_small_n_adjustments_warn_instead_of_crashing(sets, weights):
     assert r["kid_subset_size"] == 20
 
 
+@pytest.mark.slow
 def test_eval_cli_json_and_table(capsys, sets, weights):
     real, fake = sets
     assert main(["eval", str(real), str(fake), "--weights", weights, "--device", "cpu", "--kid-subset-size", "12",

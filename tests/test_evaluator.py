@@ -11,7 +11,7 @@ from fidkit import BadInputError, Evaluator, evaluate_generator, sample_seeds, s
 from fidkit.extractors.inception import MODES
 from fidkit.data.sources import to_uint8_nchw
 
-from conftest import smooth_images
+from helpers import smooth_images
 
 OPTS = dict(kid_subsets=5, kid_subset_size=8, is_splits=2)
 METRICS = ("fid", "kid", "is", "sfid", "prdc")
@@ -40,6 +40,7 @@ def _close(a: dict, b: dict, rtol=1e-6):
         np.testing.assert_allclose(a[k], b[k], rtol=rtol, atol=1e-7, err_msg=k)  # float32 features: ulp-level noise
 
 
+@pytest.mark.slow
 def test_online_equals_offline(images, weights):
     real, fake = images
     offline = fidkit.evaluate(real, fake, metrics=METRICS, weights=weights, device="cpu", **OPTS)
@@ -61,6 +62,7 @@ def test_batched_preparation_equals_per_image(images):
             torch.testing.assert_close(batch[i], mode.prepare(real[i]), rtol=0, atol=0)
 
 
+@pytest.mark.slow
 def test_float_input_is_rounded_like_uint8(images, weights):
     real, fake = images
     results = []
@@ -73,6 +75,7 @@ def test_float_input_is_rounded_like_uint8(images, weights):
     assert results[0] == results[1] == results[2]
 
 
+@pytest.mark.slow
 def test_input_guards(weights):
     ev = Evaluator(("fid",), weights=weights, device="cpu")
     with pytest.raises(BadInputError, match="declared value range"):
@@ -91,6 +94,7 @@ def test_input_guards(weights):
         ev01.compute()
 
 
+@pytest.mark.slow
 def test_no_autograd_graph_is_built(images, weights):
     _, fake = images
     x = (_nchw(fake).float() / 255).requires_grad_()
@@ -101,6 +105,7 @@ def test_no_autograd_graph_is_built(images, weights):
     assert x.grad is None and x.grad_fn is None
 
 
+@pytest.mark.slow
 def test_reference_file_and_reset_semantics(images, weights, tmp_path):
     real, fake = images
     path = fidkit.compute_reference(real, features=True, weights=weights, device="cpu").save(tmp_path / "ref.npz")
@@ -131,6 +136,7 @@ def test_reference_file_and_reset_semantics(images, weights, tmp_path):
         own.compute()
 
 
+@pytest.mark.slow
 def test_state_dict_round_trip_mid_evaluation(images, weights):
     real, fake = images
     whole = Evaluator(METRICS, weights=weights, device="cpu", **OPTS)
@@ -157,6 +163,7 @@ def test_state_dict_round_trip_mid_evaluation(images, weights):
         Evaluator(METRICS, weights=weights, device="cpu", mode="clean", **OPTS).load_state_dict(whole.state_dict())
 
 
+@pytest.mark.slow
 def test_conversion_warnings_reach_the_result(weights):
     gray = torch.from_numpy(smooth_images(6, 32, seed=3)[..., :1]).permute(0, 3, 1, 2)
     ev = Evaluator(("fid",), weights=weights, device="cpu")
@@ -187,6 +194,7 @@ def test_sample_seeds_depend_on_index_only():
     assert torch.equal(z[2], seeded_randn(a[2:3], 5)[0])
 
 
+@pytest.mark.slow
 def test_evaluate_generator_is_independent_of_batch_size(images, weights, tmp_path):
     real, _ = images
     ref = fidkit.compute_reference(real, features=True, weights=weights, device="cpu").save(tmp_path / "r.npz")

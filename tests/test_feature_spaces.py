@@ -35,6 +35,7 @@ def both_weights(weights, dinov2_weights):
     return {"inception": weights, "dinov2-vitb14": dinov2_weights}
 
 
+@pytest.mark.slow
 def test_fd_dinov2_equals_the_definition_on_the_same_features(folders, dinov2_weights):
     a, b = folders
     r = fidkit.evaluate(a, b, metrics="fd", features="dinov2-vitb14", weights={"dinov2-vitb14": dinov2_weights},
@@ -47,6 +48,7 @@ def test_fd_dinov2_equals_the_definition_on_the_same_features(folders, dinov2_we
     assert space.weights_sha256 == fidkit.extractors.weights.sha256_of(dinov2_weights)
 
 
+@pytest.mark.slow
 def test_two_networks_share_one_decode_and_give_what_each_gives_alone(folders, both_weights, monkeypatch):
     a, b = folders
     from fidkit.data import sources
@@ -72,6 +74,7 @@ def test_two_networks_share_one_decode_and_give_what_each_gives_alone(folders, b
     assert set(together.to_dict()["feature_spaces"]) == {"inception/pool3", "dinov2-vitb14/cls"}
 
 
+@pytest.mark.slow
 def test_a_reference_file_holds_several_spaces(folders, both_weights, tmp_path):
     a, b = folders
     ref = fidkit.compute_reference(a, features=True, extractors="inception,dinov2-vitb14", weights=both_weights,
@@ -89,6 +92,7 @@ def test_a_reference_file_holds_several_spaces(folders, both_weights, tmp_path):
         assert from_file[key] == pytest.approx(from_images[key], rel=1e-6)
 
 
+@pytest.mark.slow
 def test_statistics_of_another_preprocessing_are_refused_before_the_pass(folders, dinov2_weights, tmp_path,
                                                                          monkeypatch):
     a, b = folders
@@ -104,6 +108,7 @@ def test_statistics_of_another_preprocessing_are_refused_before_the_pass(folders
                         weights=w, device="cpu")
 
 
+@pytest.mark.slow
 def test_recorded_preprocessing_is_used_when_none_is_named(folders, dinov2_weights, tmp_path):
     a, b = folders
     w = {"dinov2-vitb14": dinov2_weights}
@@ -141,6 +146,7 @@ def test_a_user_module_is_an_extractor_with_its_own_identity(folders, tmp_path):
         fidkit.evaluate(tmp_path / "tiny.npz", b, metrics="fd", features="tiny", device="cpu")
 
 
+@pytest.mark.slow
 def test_in_memory_tensors_take_the_batched_path(folders, dinov2_weights, monkeypatch):
     a, b = folders
     w = {"dinov2-vitb14": dinov2_weights}
@@ -154,6 +160,7 @@ def test_in_memory_tensors_take_the_batched_path(folders, dinov2_weights, monkey
     assert from_tensors["fd_dinov2_vitb14"] == pytest.approx(from_files["fd_dinov2_vitb14"], rel=1e-6)
 
 
+@pytest.mark.slow
 def test_online_evaluator_equals_offline_in_another_space(folders, dinov2_weights):
     a, b = folders
     w = {"dinov2-vitb14": dinov2_weights}
@@ -168,6 +175,7 @@ def test_online_evaluator_equals_offline_in_another_space(folders, dinov2_weight
         assert online[key] == pytest.approx(offline[key], rel=1e-6)
 
 
+@pytest.mark.slow
 def test_cli_eval_with_several_feature_spaces(folders, both_weights, capsys):
     a, b = folders
     w = ",".join(f"{k}={v}" for k, v in both_weights.items())
@@ -181,6 +189,7 @@ def test_cli_eval_with_several_feature_spaces(folders, both_weights, capsys):
     assert "unknown feature extractor 'resnet'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_every_generic_metric_runs_in_another_space(folders, dinov2_weights):
     a, b = folders
     r = fidkit.evaluate(a, b, metrics="fd,kd,pr,dc,fd_inf,noise_floor", features="dinov2-vitb14",
@@ -195,6 +204,7 @@ def test_every_generic_metric_runs_in_another_space(folders, dinov2_weights):
     assert not any(key.startswith(("fid", "kid")) for key in r.values)
 
 
+@pytest.mark.slow
 def test_one_weights_path_belongs_to_the_only_network_of_the_run(folders, dinov2_weights, weights):
     a, b = folders
     alone = fidkit.evaluate(a, b, metrics="fd", features="dinov2-vitb14", weights=dinov2_weights, device="cpu")

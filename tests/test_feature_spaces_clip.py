@@ -7,22 +7,20 @@ import torch
 from PIL import Image
 
 import fidkit
-from fidkit.extractors.clip import write_random_openai_clip
 from fidkit.metrics.frechet import frechet_distance_from_moments
 
-pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
+pytestmark = [pytest.mark.parity,  # clean-fid and OpenAI clip
+              pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")]
 
 
 @pytest.fixture(scope="module")
-def clip_b32(tmp_path_factory):
-    return str(write_random_openai_clip(tmp_path_factory.mktemp("clip") / "ViT-B-32.pt", "ViT-B/32", seed=0))
+def clip_b32(random_weights):
+    return random_weights("clip-vitb32")  # OpenAI's TorchScript archive, shared with tests/extractors/test_clip.py
 
 
 @pytest.fixture(scope="module")
-def clip_l14_336(tmp_path_factory):
-    path = write_random_openai_clip(tmp_path_factory.mktemp("clip") / "ViT-L-14-336px.pt", "ViT-L/14@336px", seed=1)
-    yield str(path)
-    path.unlink()  # 930 MB
+def clip_l14_336(random_weights):
+    return random_weights("clip-vitl14-336")  # 930 MB, written once per session
 
 
 def _pngs(folder, k=None):

@@ -38,6 +38,7 @@ def test_one_dimensional_gaussians():
     assert frechet_distance_from_moments([1.0], [[4.0]], [3.0], [[9.0]]) == pytest.approx(4 + 1, rel=1e-12)
 
 
+@pytest.mark.parity
 @pytest.mark.parametrize("d", [16, 256, 2048])
 def test_equals_scipy_sqrtm_reference(d):
     fid_score = pytest.importorskip("pytorch_fid.fid_score")

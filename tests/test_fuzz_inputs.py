@@ -13,7 +13,7 @@ from PIL import Image
 from fidkit.data.sources import open_source
 from fidkit.errors import BadInputError
 
-from conftest import smooth_images
+from helpers import smooth_images
 
 
 def _encoded(fmt: str, seed: int) -> bytes:

@@ -10,7 +10,7 @@ from fidkit.extractors.inception import FIDInceptionV3, load_state_dict_publishe
 from fidkit.extractors.inception import MODES
 from fidkit.testing import random_inception_state_dict
 
-from conftest import smooth_images
+from helpers import smooth_images
 
 torch_fidelity = pytest.importorskip("torch_fidelity")
 from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3  # noqa: E402
@@ -31,6 +31,7 @@ def _tf_batch(images):
     return torch.stack([MODES["tf"].prepare(img) for img in images])
 
 
+@pytest.mark.parity
 @pytest.mark.parametrize("size", [32, 64, 256, 512])
 def test_pool3_and_logits_equal_torch_fidelity(reference, extractor, size):
     images = smooth_images(2, size, seed=size)
@@ -42,12 +43,14 @@ def test_pool3_and_logits_equal_torch_fidelity(reference, extractor, size):
     assert (out["logits_unbiased"] - ref_logits).abs().max() < 1e-3 * ref_logits.abs().max()
 
 
+@pytest.mark.parity
 def test_non_square_images_equal_torch_fidelity(reference, extractor):
     images = smooth_images(2, (40, 72), seed=7)
     ref_pool, _ = reference(torch.from_numpy(images).permute(0, 3, 1, 2).contiguous())
     assert (extractor(_tf_batch(images))["pool3"] - ref_pool).abs().max() < 1e-4
 
 
+@pytest.mark.parity
 def test_spatial_tap_is_mixed_6d_branch1x1_first_7_channels(reference, extractor):
     images = smooth_images(2, 64, seed=3)
     captured = {}
@@ -60,6 +63,7 @@ def test_spatial_tap_is_mixed_6d_branch1x1_first_7_channels(reference, extractor
     assert (out["spatial"] - expected).abs().max() < 1e-4
 
 
+@pytest.mark.slow
 def test_one_forward_serves_all_taps(extractor):
     batch = _tf_batch(smooth_images(2, 64, seed=4))
     together = extractor(batch, ("pool3", "logits_unbiased", "spatial"))
@@ -67,6 +71,7 @@ def test_one_forward_serves_all_taps(extractor):
     assert (together["spatial"] - extractor(batch, ("spatial",))["spatial"]).abs().max() == 0
 
 
+@pytest.mark.slow
 def test_folded_batchnorm_equals_unfolded():
     net = FIDInceptionV3()
     load_state_dict_published(net, random_inception_state_dict(1), "random")
@@ -78,6 +83,7 @@ def test_folded_batchnorm_equals_unfolded():
     assert (before - after).abs().max() < 1e-4
 
 
+@pytest.mark.parity
 def test_loads_pytorch_fid_layout_and_equals_its_features(weights, extractor, monkeypatch):
     pytorch_fid_inception = pytest.importorskip("pytorch_fid.inception")
     state = torch.load(weights, weights_only=True)
@@ -99,6 +105,7 @@ def test_wrong_layout_is_refused_with_file_name():
         load_state_dict_published(net, state, "somefile.pth")
 
 
+@pytest.mark.slow
 def test_features_do_not_need_grad(extractor):
     out = extractor(_tf_batch(smooth_images(1, 32, seed=0)))["pool3"]
     assert not out.requires_grad

@@ -22,6 +22,7 @@ def _setup(n=300, d=4, seed=0):
     return fake, real
 
 
+@pytest.mark.parity
 def test_weighted_resamples_equal_materialised_resamples():
     fake, real = _setup()
     got = fid_bootstrap(fake, real, resamples=20, seed=4)
@@ -32,6 +33,7 @@ def test_weighted_resamples_equal_materialised_resamples():
     assert got.std == pytest.approx(expected.std, rel=1e-8)
 
 
+@pytest.mark.parity
 def test_weighted_resamples_equal_feature_stats_of_the_resampled_array():
     fake, real = _setup(n=120, d=3, seed=1)
     got = fid_bootstrap(fake, real, resamples=5, seed=2)
@@ -42,6 +44,7 @@ def test_weighted_resamples_equal_feature_stats_of_the_resampled_array():
                                       rel=1e-8)
 
 
+@pytest.mark.parity
 def test_interval_contains_the_point_estimate():
     fake, real = _setup(n=400, seed=2)
     estimate = _reference_fid(fake, real.mean, real.cov)
@@ -50,6 +53,7 @@ def test_interval_contains_the_point_estimate():
     assert got.confidence == 0.9
 
 
+@pytest.mark.parity
 def test_fid_interval_is_the_bias_shifted_percentiles_and_std_is_the_bootstrap_standard_error():
     # Not the percentiles of the resamples: those sit above the estimate by the resampling bias.
     fake, real = _setup(n=100, seed=3)
@@ -91,6 +95,7 @@ def test_bad_options_are_refused(options, match):
         fid_bootstrap(fake, real, **options)
 
 
+@pytest.mark.parity
 def test_noise_floor_is_the_fid_between_the_documented_halves():
     real = np.random.default_rng(6).standard_normal((250, 5))
     perm = np.random.default_rng(11).permutation(len(real))

@@ -63,12 +63,14 @@ def small_distance():
     return _simulate(n=300, d=6, shift=0.1, scale=1.0)
 
 
+@pytest.mark.slow
 def test_interval_covers_the_expected_fid_at_nominal_rate_for_a_clear_distance():
     # Population distance 0.78, E[FID_300] = 0.855.
     coverage, _ = _simulate(n=300, d=6, shift=0.3, scale=1.2)
     assert 0.91 <= coverage <= 0.985
 
 
+@pytest.mark.slow
 def test_interval_covers_the_expected_fid_at_nominal_rate_when_the_bias_matters(small_distance):
     coverage, _ = small_distance
     assert 0.91 <= coverage <= 0.985

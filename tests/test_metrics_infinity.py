@@ -39,6 +39,7 @@ def test_fit_is_ordinary_least_squares_in_one_over_n():
     assert (got.value, got.slope) == pytest.approx((intercept, slope), rel=1e-10)
 
 
+@pytest.mark.parity
 def test_fid_infinity_scores_the_documented_subsets_and_fits_them():
     rng = np.random.default_rng(1)
     fake = rng.standard_normal((400, 5)) * 1.3 + 0.2
@@ -52,6 +53,7 @@ def test_fid_infinity_scores_the_documented_subsets_and_fits_them():
     assert (got.value, got.slope) == pytest.approx((intercept, slope), rel=1e-8)
 
 
+@pytest.mark.parity
 def test_is_infinity_uses_one_split_per_size():
     logits = np.random.default_rng(2).standard_normal((300, 20)) * 2.0
     got = is_infinity(logits, n_points=5, n_min=40, seed=3)

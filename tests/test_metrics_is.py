@@ -13,6 +13,7 @@ def _logits(n, c=1008, seed=0, scale=3.0):
     return torch.from_numpy(np.random.default_rng(seed).standard_normal((n, c)) * scale).float()
 
 
+@pytest.mark.parity
 @pytest.mark.parametrize("n", [500, 503])  # 503: splits of unequal size (boundaries i*N//10)
 def test_equals_torch_fidelity_with_its_default_shuffle(n):
     logits = _logits(n, seed=n)
@@ -22,6 +23,7 @@ def test_equals_torch_fidelity_with_its_default_shuffle(n):
     assert got.std == pytest.approx(expected[KEY_METRIC_ISC_STD], rel=1e-9)
 
 
+@pytest.mark.parity
 def test_equals_torch_fidelity_with_other_splits_seed_and_no_shuffle():
     logits = _logits(301, seed=3)
     for kwargs, ours in [

@@ -21,6 +21,7 @@ def _torch_fidelity_kid(f1, f2, **kwargs):
     return kid_features_to_metric(torch.from_numpy(f1), torch.from_numpy(f2), verbose=False, **kwargs)
 
 
+@pytest.mark.parity
 def test_equals_torch_fidelity_with_features_a_as_its_input1():
     a, b = _features(40, 12, 0, shift=0.3), _features(33, 12, 1)
     expected = _torch_fidelity_kid(a, b, kid_subsets=7, kid_subset_size=25, rng_seed=11)
@@ -30,6 +31,7 @@ def test_equals_torch_fidelity_with_features_a_as_its_input1():
     assert got.subset_size == 25 and got.parts == 7
 
 
+@pytest.mark.parity
 def test_swapping_the_arguments_draws_other_subsets():
     a, b = _features(40, 12, 0, shift=0.3), _features(33, 12, 1)
     swapped = _torch_fidelity_kid(b, a, kid_subsets=7, kid_subset_size=25, rng_seed=11)
@@ -37,6 +39,7 @@ def test_swapping_the_arguments_draws_other_subsets():
     assert got.mean != pytest.approx(swapped[KEY_METRIC_KID_MEAN], rel=1e-6)
 
 
+@pytest.mark.parity
 def test_equals_torch_fidelity_with_other_kernel_parameters():
     a, b = _features(30, 6, 2), _features(30, 6, 3, shift=0.5)
     expected = _torch_fidelity_kid(a, b, kid_subsets=5, kid_subset_size=20, rng_seed=3,

@@ -88,6 +88,7 @@ def test_duplicate_points_are_neighbours_at_distance_zero():
     assert precision_recall(real, fake, k=3).precision == pytest.approx(0.5)
 
 
+@pytest.mark.parity
 @pytest.mark.parametrize("save_cpu_ram", [False, True])
 @pytest.mark.parametrize("sets", [_gaussian_sets, _lattice_sets])
 def test_precision_recall_equals_torch_fidelity_with_fake_as_its_input1(save_cpu_ram, sets):

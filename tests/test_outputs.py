@@ -33,6 +33,7 @@ def test_a_bad_log_or_output_target_is_refused_before_the_computation(folders, t
     assert "cannot write in" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_when_writing_fails_after_the_computation_the_result_is_still_printed(folders, weights, tmp_path, capsys,
                                                                              monkeypatch):
     a, b = folders
@@ -71,8 +72,9 @@ def test_written_files_honour_the_umask(tmp_path):
     assert stat.S_IMODE((tmp_path / "shared.npz").stat().st_mode) == 0o644
 
 
+@pytest.mark.slow
 def test_a_refused_state_leaves_the_evaluator_as_it_was(weights):
-    from conftest import smooth_images
+    from helpers import smooth_images
     ev = fidkit.Evaluator("fid,kid", weights=weights, device="cpu", kid_subset_size=4, kid_subsets=2)
     imgs = smooth_images(6, 32, seed=1)
     ev.update(imgs, real=True)
@@ -96,8 +98,9 @@ def test_negative_seed_and_bad_options_are_named():
     assert issubclass(OutputError, fidkit.FidkitError)
 
 
+@pytest.mark.slow
 def test_a_checkpoint_with_an_invalid_co_moment_is_refused(weights):
-    from conftest import smooth_images
+    from helpers import smooth_images
     ev = fidkit.Evaluator("fid", weights=weights, device="cpu")
     ev.update(smooth_images(4, 32, seed=1), real=True)
     ev.update(smooth_images(4, 32, seed=2))

@@ -10,11 +10,12 @@ from fidkit.extractors.inception import MODES
 from fidkit.extractors import get_spec
 from fidkit.extractors.resize import resize_tf1_bilinear
 
-from conftest import smooth_images
+from helpers import smooth_images
 
 SIZES = [(32, 32), (64, 64), (256, 256), (512, 512), (40, 72), (299, 299), (300, 301)]
 
 
+@pytest.mark.parity
 @pytest.mark.parametrize("hw", SIZES)
 def test_tf_mode_equals_torch_fidelity_resize(hw):
     from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
@@ -26,6 +27,7 @@ def test_tf_mode_equals_torch_fidelity_resize(hw):
     assert (got - expected[0]).abs().max() <= 1e-6
 
 
+@pytest.mark.parity
 @pytest.mark.parametrize("hw", SIZES)
 def test_clean_mode_equals_clean_fid_resizer(hw):
     cleanfid_resize = pytest.importorskip("cleanfid.resize")
@@ -35,6 +37,7 @@ def test_clean_mode_equals_clean_fid_resizer(hw):
     assert np.abs(got.permute(1, 2, 0).numpy() - expected).max() <= 1e-4
 
 
+@pytest.mark.parity
 @pytest.mark.parametrize("hw", SIZES)
 def test_pytorch_mode_equals_pytorch_fid_input(hw):
     img = smooth_images(1, hw, seed=3)[0]

@@ -4,16 +4,18 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import fidkit
 
-from conftest import smooth_images
+from helpers import smooth_images
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 
 
+@pytest.mark.slow
 def test_the_training_loop_example_runs(tmp_path, weights, monkeypatch):
     code = _block("<!-- training-loop-example")
     small = re.sub(r"STEPS, EVERY, N_EVAL, N_FINAL = .*", "STEPS, EVERY, N_EVAL, N_FINAL = 3, 2, 12, 16", code)
@@ -36,6 +38,7 @@ def _block(marker: str) -> str:
     return block[start: block.index("```", start)]
 
 
+@pytest.mark.slow
 def test_the_differentiable_fid_example_runs_and_lowers_the_batch_fid(tmp_path, weights, monkeypatch, capsys):
     code = _block("<!-- differentiable-fid-example")
     small = re.sub(r"STEPS, BATCH = .*", "STEPS, BATCH = 6, 8", code)

@@ -10,9 +10,10 @@ from fidkit.cli import main
 from fidkit.errors import WeightsUnavailableError
 from fidkit.extractors import Extractor, weights as W
 
-from conftest import smooth_images
+from helpers import smooth_images
 
 
+@pytest.mark.slow
 def test_negative_value_range_on_the_command_line(tmp_path, weights, capsys):
     """``--value-range -1,1``, as ``--help`` shows it, used to be read as an unknown option."""
     imgs = smooth_images(6, 32, seed=3).astype(np.float32) / 127.5 - 1
@@ -26,6 +27,7 @@ def test_negative_value_range_on_the_command_line(tmp_path, weights, capsys):
     assert json.loads(capsys.readouterr().out)["fid"] == pytest.approx(expected.fid, rel=1e-9)
 
 
+@pytest.mark.slow
 def test_non_standard_weights_are_flagged_in_the_result(folders, weights):
     a, b = folders
     r = fidkit.evaluate(a, b, metrics="kid", weights=weights, device="cpu", kid_subset_size=5, kid_subsets=2)
@@ -34,6 +36,7 @@ def test_non_standard_weights_are_flagged_in_the_result(folders, weights):
     assert any("non-standard inception weights" in w for w in r.warnings)
 
 
+@pytest.mark.slow
 def test_kernel_only_runs_from_a_reference_file_carry_provenance(folders, weights, tmp_path):
     a, b = folders
     fidkit.compute_reference(a, features=True, weights=weights, device="cpu").save(tmp_path / "ref.npz")
@@ -43,6 +46,7 @@ def test_kernel_only_runs_from_a_reference_file_carry_provenance(folders, weight
     assert r.to_dict()["extractor"] == "inception-2015-12-05"
 
 
+@pytest.mark.slow
 def test_files_without_provenance_say_which_mode_matches_which_library(folders, weights, tmp_path):
     a, b = folders
     s = fidkit.compute_stats(a, weights=weights, device="cpu")
@@ -63,6 +67,7 @@ def test_cached_files_are_checked_against_the_full_published_hash(isolated_cache
         Extractor.get("inception", device="cpu")
 
 
+@pytest.mark.slow
 def test_warnings_point_at_the_callers_line(folders, weights):
     a, b = folders
     import warnings
@@ -73,8 +78,9 @@ def test_warnings_point_at_the_callers_line(folders, weights):
     assert ours and all(w.filename == __file__ for w in ours)
 
 
+@pytest.mark.slow
 def test_non_square_images_warn_once_and_center_crop_equals_cropped_files(tmp_path, weights):
-    from conftest import write_folder
+    from helpers import write_folder
     from fidkit.errors import IncomparableStatsError
     wide_a, wide_b = smooth_images(5, (24, 40), seed=1), smooth_images(6, (24, 40), seed=2)
     a, b = write_folder(tmp_path / "a", wide_a), write_folder(tmp_path / "b", wide_b)

@@ -8,7 +8,7 @@ from fidkit.cli import main
 from fidkit.errors import BadInputError
 from fidkit.extractors.runtime import Extractor
 
-from conftest import smooth_images, write_folder
+from helpers import smooth_images, write_folder
 
 
 @pytest.fixture
@@ -39,6 +39,7 @@ def _assert_same(a, b):
         np.testing.assert_array_equal(np.asarray(a.features[space]), np.asarray(b.features[space]))
 
 
+@pytest.mark.slow
 def test_resumed_extraction_equals_an_uninterrupted_one(folder, weights, tmp_path, monkeypatch):
     kw = dict(features=True, weights=weights, device="cpu", batch_size=4)
     whole = fidkit.compute_reference(folder, **kw)
@@ -54,6 +55,7 @@ def test_resumed_extraction_equals_an_uninterrupted_one(folder, weights, tmp_pat
     _assert_same(resumed, whole)
 
 
+@pytest.mark.slow
 def test_a_checkpoint_of_another_source_or_setting_is_refused(folder, weights, tmp_path, monkeypatch):
     kw = dict(weights=weights, device="cpu", batch_size=4)
     ckpt = tmp_path / "ref.npz.partial"
@@ -69,6 +71,7 @@ def test_a_checkpoint_of_another_source_or_setting_is_refused(folder, weights, t
         fidkit.compute_reference(folder, checkpoint=ckpt, **kw)
 
 
+@pytest.mark.slow
 def test_cli_stats_resumes_and_removes_its_checkpoint(folder, weights, tmp_path, monkeypatch, capsys):
     out = tmp_path / "ref.npz"
     args = ["stats", str(folder), "-o", str(out), "--weights", weights, "--device", "cpu", "--batch-size", "4"]
@@ -85,6 +88,7 @@ def test_cli_stats_resumes_and_removes_its_checkpoint(folder, weights, tmp_path,
     _assert_same(fidkit.Reference.load(out), whole)
 
 
+@pytest.mark.slow
 def test_an_interrupted_eval_continues_and_cleans_up(folder, weights, tmp_path, monkeypatch):
     fake = write_folder(tmp_path / "fake", smooth_images(10, 32, seed=8))
     kw = dict(metrics="fid,kid", weights=weights, device="cpu", batch_size=4, kid_subsets=3, kid_subset_size=5)
@@ -104,6 +108,7 @@ def test_an_interrupted_eval_continues_and_cleans_up(folder, weights, tmp_path, 
     assert not list(ckpts.glob("*.partial"))  # removed once the result exists
 
 
+@pytest.mark.slow
 def test_an_eval_checkpoint_of_other_settings_is_replaced(folder, weights, tmp_path, monkeypatch):
     fake = write_folder(tmp_path / "fake", smooth_images(6, 32, seed=8))
     ckpts = tmp_path / "ckpt"

@@ -14,7 +14,7 @@ from fidkit.data.images import decode_image
 from fidkit.data.sources import FeaturesSource, ImageSource, StatsSource, open_source, to_uint8_nhwc
 from fidkit.stats.moments import FeatureStats
 
-from conftest import smooth_images, write_folder
+from helpers import smooth_images, write_folder
 
 
 def _images(source):

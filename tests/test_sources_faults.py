@@ -13,7 +13,7 @@ from fidkit.data.sources import open_source
 from fidkit.errors import BadInputError
 from fidkit.stats.moments import FeatureStats
 
-from conftest import smooth_images, write_folder
+from helpers import smooth_images, write_folder
 
 
 def _names(src):
@@ -190,6 +190,7 @@ def test_a_corrupt_compressed_npz_member_is_named(tmp_path):
             loader()
 
 
+@pytest.mark.slow
 def test_skip_bad_leaves_unreadable_files_out_and_reports_them(tmp_path, weights, capsys):
     import json
 

@@ -22,7 +22,7 @@ import torch.multiprocessing as mp
 import fidkit
 from fidkit.metrics.frechet import frechet_distance_from_moments
 
-from conftest import moving_clips
+from helpers import moving_clips
 from test_video_sources import write_video
 
 pytorch_i3d = pytest.importorskip("cdfvd.third_party.i3d.pytorch_i3d")
@@ -60,6 +60,7 @@ def folders(clips, tmp_path_factory):
     return root / "a", root / "b"
 
 
+@pytest.mark.parity
 def test_fvd_equals_cd_fvds_pipeline(clips, i3d_weights):
     a, b = clips
     r = fidkit.evaluate(_ntchw(a), _ntchw(b), metrics="fvd", mode="cd-fvd", weights=i3d_weights, device="cpu",
@@ -71,6 +72,7 @@ def test_fvd_equals_cd_fvds_pipeline(clips, i3d_weights):
     assert space["clip"] == "16 frames, stride 1, from frame 0" and space["preprocessing"] == "cd-fvd"
 
 
+@pytest.mark.slow
 def test_files_stats_and_cli_equal_the_arrays(clips, folders, i3d_weights, tmp_path):
     a, b = clips
     direct = fidkit.evaluate(_ntchw(a), _ntchw(b), metrics="fvd,kvd", weights=i3d_weights, device="cpu", **KID)
@@ -97,6 +99,7 @@ def test_files_stats_and_cli_equal_the_arrays(clips, folders, i3d_weights, tmp_p
     assert "FVD:" in text and "clip: 16 frames, stride 1, from frame 0" in text
 
 
+@pytest.mark.slow
 def test_evaluator_online_equals_offline(clips, i3d_weights, tmp_path):
     a, b = clips
     ref = fidkit.compute_reference(_ntchw(a), extractors="i3d", weights=i3d_weights, device="cpu")
@@ -134,6 +137,7 @@ def test_requests_that_mix_images_and_videos_or_misplace_options_are_refused(cli
                         clip={"length": 0})
 
 
+@pytest.mark.slow
 def test_a_too_short_video_is_named_and_skip_bad_leaves_it_out(clips, folders, i3d_weights, tmp_path):
     a, b = clips
     fake = tmp_path / "fake"
@@ -158,6 +162,7 @@ def _distributed_worker(rank, world, init_file, out_dir, a, b, weights):
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not built")
 def test_two_processes_equal_one(folders, i3d_weights, tmp_path):
     a, b = (str(f) for f in folders)
@@ -176,6 +181,7 @@ def _toy_video_sampler(seeds):
     return (frames.tanh() * 0.5 + 0.5).view(len(seeds), 16, 3, 32, 32)
 
 
+@pytest.mark.slow
 def test_evaluate_generator_draws_videos(clips, i3d_weights, tmp_path):
     a, _ = clips
     fidkit.compute_reference(_ntchw(a), extractors="i3d", weights=i3d_weights, device="cpu").save(tmp_path / "r.npz")
@@ -187,6 +193,7 @@ def test_evaluate_generator_draws_videos(clips, i3d_weights, tmp_path):
     assert r.n_b == 5 and r["fvd"] == pytest.approx(offline["fvd"], rel=1e-6)
 
 
+@pytest.mark.slow
 def test_center_crop_of_non_square_videos_and_what_the_warnings_say(clips, i3d_weights):
     a, b = clips                                                   # 36 x 44 frames
     squashed = fidkit.evaluate(_ntchw(a), _ntchw(b[:, :16]), metrics="fvd", weights=i3d_weights, device="cpu")

@@ -13,7 +13,7 @@ from PIL import Image
 from fidkit.data.video import ClipOptions, decode_video_file, natural_key, open_video_source, video_batch_to_uint8
 from fidkit.errors import BadInputError
 
-from conftest import smooth_images
+from helpers import smooth_images
 
 needs_av = pytest.mark.skipif(importlib.util.find_spec("av") is None, reason="PyAV (fidkit[video]) is not installed")
 

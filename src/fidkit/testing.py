@@ -1,4 +1,4 @@
-"""Helpers for tests and benchmarks: random FID Inception weights in the published format.
+"""Helpers for tests and benchmarks: random weights in each network's published format.
 
 The real weights cannot be downloaded everywhere (CI, air-gapped clusters);
 parity with the reference libraries is shown by loading the *same* random
@@ -59,6 +59,55 @@ def write_random_dinov2_weights(path: str | os.PathLike, arch: str = "vitb14", s
     from fidkit.extractors.dinov2 import random_dinov2_state_dict
     torch.save(random_dinov2_state_dict(arch, seed), path)
     return str(path)
+
+
+def random_i3d_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
+    """Random I3D weights with the keys and shapes of ``i3d_pretrained_400.pt`` (cd-fvd's ``InceptionI3d(400)``
+    layout, no BatchNorm step counters, as the published file), float32.
+
+    Convolutions get He-normal weights, BatchNorms scales in [0.5, 1.5], running variances in [0.2, 2.2] and
+    means and biases of size 0.2: activations stay O(1) through the network and features differ from clip to clip.
+    """
+    from fidkit.extractors.i3d import InceptionI3D
+    g = torch.Generator().manual_seed(seed)
+    state = {}
+    for key, value in InceptionI3D(device="meta").state_dict().items():
+        if key.endswith("num_batches_tracked"):
+            continue
+        if key.endswith("conv3d.weight"):
+            t = torch.randn(value.shape, generator=g) * (2.0 / value[0].numel()) ** 0.5
+        elif key.endswith("bn.weight"):
+            t = 0.5 + torch.rand(value.shape, generator=g)
+        elif key.endswith("running_var"):
+            t = 0.2 + 2 * torch.rand(value.shape, generator=g)
+        else:  # BatchNorm bias and mean, logits bias
+            t = torch.randn(value.shape, generator=g) * 0.2
+        state[key] = t
+    return state
+
+
+def write_random_i3d_weights(path: str | os.PathLike, seed: int = 0) -> str:
+    """Random I3D weights saved as the published ``i3d_pretrained_400.pt`` is (a plain state dict)."""
+    torch.save(random_i3d_state_dict(seed), path)
+    return str(path)
+
+
+def write_random_weights(spec, directory: str | os.PathLike, seed: int = 0) -> str:
+    """Random weights of a registered network (a name or an :class:`~fidkit.extractors.base.ExtractorSpec`),
+    written by its own ``random_weights`` hook to ``directory/random-<name>-seed<seed><published suffix>``.
+
+    Not under the published file name: a hash in that name (Inception's) would be checked against the file.
+    """
+    from pathlib import Path
+
+    from fidkit.extractors.base import get_spec
+    spec = get_spec(spec)
+    if spec.random_weights is None:
+        raise ValueError(f"{spec.name} declares no random_weights writer")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    suffix = Path(spec.weights.filename).suffix if spec.weights is not None else ".pth"
+    return str(spec.random_weights(directory / f"random-{spec.name}-seed{seed}{suffix}", seed))
 
 
 def import_openai_clip():

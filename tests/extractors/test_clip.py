@@ -8,6 +8,7 @@ for the duration of that one import.
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,10 +19,10 @@ from fidkit.errors import BadInputError, WeightsUnavailableError
 from fidkit.extractors.clip import (
     ARCHS, MEAN, PREPROCESSING, STD, WEIGHTS, CLIPVisual, clip_visual_from_state_dict, crop_resize_cmmd,
     load_clip_visual, load_clip_visual_state_dict, prepare_clean_fid, prepare_cmmd, random_clip_state_dict,
-    read_clip_state_dict, resize_crop_clean_fid, write_random_openai_clip,
+    read_clip_state_dict, resize_crop_clean_fid,
 )
 
-from conftest import smooth_images
+from helpers import smooth_images
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
 
@@ -58,10 +59,10 @@ def _batch(prepare, sizes, seed):
 
 
 @pytest.fixture(scope="module")
-def vit_b32_file(tmp_path_factory):
-    path = write_random_openai_clip(tmp_path_factory.mktemp("clip") / "ViT-B-32.pt", "ViT-B/32", seed=1)
-    yield path
-    path.unlink()  # 350 MB; pytest keeps the temporary folders of the last runs
+def vit_b32_file(random_weights):
+    """Random ViT-B/32 weights in OpenAI's TorchScript format (``write_random_openai_clip``, seed 0), written once
+    per session by the spec's ``random_weights`` hook and shared with the end-to-end CLIP tests."""
+    return Path(random_weights("clip-vitb32", seed=0))
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +83,7 @@ def openai_vit_b32(openai_clip, vit_b32_file):
 # -- features --------------------------------------------------------------------------------------
 
 
+@pytest.mark.parity
 def test_vit_b32_embedding_equals_openai_encode_image(openai_vit_b32, vit_b32):
     model, _ = openai_vit_b32
     x = _batch(prepare_clean_fid, SIZES[:4], seed=10)
@@ -94,17 +96,15 @@ def test_vit_b32_embedding_equals_openai_encode_image(openai_vit_b32, vit_b32):
     assert want.std().item() > 0.1  # the random weights give features that differ between images
 
 
-def test_vit_l14_336_embedding_equals_openai_encode_image(openai_clip, tmp_path):
-    path = write_random_openai_clip(tmp_path / "ViT-L-14-336px.pt", "ViT-L/14@336px", seed=2)
+@pytest.mark.parity
+def test_vit_l14_336_embedding_equals_openai_encode_image(openai_clip, random_weights):
+    path = random_weights("clip-vitl14-336", seed=0)  # write_random_openai_clip, shared with test_feature_spaces_clip
     x = _batch(prepare_cmmd, SIZES[5:6], seed=20)
-    try:
-        with torch.no_grad():
-            got = load_clip_visual(path, "ViT-L/14@336px")(x, taps=("embedding", "embedding_l2"))
-            model, preprocess = _openai_load(openai_clip, path)
-            want = model.encode_image(x)
-        del model
-    finally:
-        path.unlink()  # 930 MB
+    with torch.no_grad():
+        got = load_clip_visual(path, "ViT-L/14@336px")(x, taps=("embedding", "embedding_l2"))
+        model, preprocess = _openai_load(openai_clip, path)
+        want = model.encode_image(x)
+    del model
     assert got["embedding"].shape == (1, 768)
     assert (got["embedding"] - want).abs().max().item() <= 1e-5
     assert (got["embedding_l2"] - want / want.norm(dim=1, keepdim=True)).abs().max().item() <= 1e-6
@@ -146,7 +146,7 @@ def test_torchscript_archive_is_read_as_jit_reads_it_without_running_it(vit_b32_
     for k, v in jit_state.items():
         assert (state[k].dtype, state[k].shape, state[k].stride()) == (v.dtype, v.shape, v.stride()), k
         assert torch.equal(state[k], v), k
-    want = random_clip_state_dict("ViT-B/32", seed=1)
+    want = random_clip_state_dict("ViT-B/32", seed=0)
     assert state.keys() == want.keys()
     for k in ("visual.proj", "visual.ln_post.bias", "transformer.resblocks.11.mlp.c_fc.weight"):
         assert state[k].dtype == want[k].dtype
@@ -207,6 +207,7 @@ def test_weight_specs_carry_the_full_sha256_from_the_url():
 # -- preprocessing ---------------------------------------------------------------------------------
 
 
+@pytest.mark.parity
 def test_clean_fid_variant_equals_cleanfid_img_preprocess_clip(openai_clip):  # cleanfid.clip_features imports clip
     clip_features = pytest.importorskip("cleanfid.clip_features")
     transforms = pytest.importorskip("torchvision.transforms")
@@ -220,6 +221,7 @@ def test_clean_fid_variant_equals_cleanfid_img_preprocess_clip(openai_clip):  # 
         assert (prepare_clean_fid(img) - ref).abs().max().item() <= 1e-6, size
 
 
+@pytest.mark.parity
 def test_clean_fid_variant_equals_openai_preprocess(openai_vit_b32):
     _, preprocess = openai_vit_b32
     for i, size in enumerate(SIZES):

@@ -84,11 +84,13 @@ def compare(ours: DinoV2, ref: torch.nn.Module, x: torch.Tensor) -> float:
 # --- network -----------------------------------------------------------------------------------------
 
 
+@pytest.mark.parity
 def test_vitb14_cls_features_match_official(official, vitb14_state):
     ours = DinoV2.from_state_dict("vitb14", vitb14_state, "random vitb14").eval()
     assert compare(ours, official_model(official, "vitb14", vitb14_state), network_input(2)) < FEATURE_TOL
 
 
+@pytest.mark.parity
 def test_vitb14_non_square_input_matches_official(official, vitb14_state):
     # 12 x 16 patches: rows and columns of the position grid must not be swapped
     ours = DinoV2.from_state_dict("vitb14", vitb14_state, "random vitb14").eval()
@@ -96,6 +98,7 @@ def test_vitb14_non_square_input_matches_official(official, vitb14_state):
     assert compare(ours, official_model(official, "vitb14", vitb14_state), x) < FEATURE_TOL
 
 
+@pytest.mark.parity
 def test_vitl14_cls_features_match_official(official):
     state = random_dinov2_state_dict("vitl14", seed=1)
     ours = DinoV2.from_state_dict("vitl14", state, "random vitl14").eval()
@@ -133,6 +136,7 @@ def test_pos_embed_resampling_is_the_official_definition(vitb14_state, grid):
     assert torch.equal(resample_pos_embed(pos, grid), official_definition(pos, *grid))
 
 
+@pytest.mark.parity
 def test_pos_embed_resampling_equals_official_code(official, vitb14_state):
     ref = official_model(official, "vitb14", vitb14_state)
     pos = vitb14_state["pos_embed"]
@@ -179,6 +183,7 @@ def test_network_built_and_run_under_inference_mode():
 # --- weights -----------------------------------------------------------------------------------------
 
 
+@pytest.mark.parity
 @pytest.mark.parametrize("arch", ["vitb14", "vitl14"])
 def test_random_weights_have_the_published_layout(official, arch):
     state = random_dinov2_state_dict(arch, seed=0) if arch == "vitb14" else None
@@ -241,6 +246,7 @@ def test_published_weight_specs():
 # --- preprocessing -----------------------------------------------------------------------------------
 
 
+@pytest.mark.parity
 @pytest.mark.parametrize("hw", [(256, 256), (300, 200), (64, 48), (224, 224)])
 def test_dgm_eval_preprocessing_equals_torchvision_on_pil(hw):
     tv = pytest.importorskip("torchvision.transforms")

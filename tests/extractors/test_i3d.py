@@ -33,7 +33,7 @@ from fidkit.extractors.i3d import (
 from fidkit.metrics.frechet import frechet_distance_from_moments
 from fidkit.stats.moments import FeatureStats
 
-from conftest import moving_clips, randomise_i3d as randomise
+from helpers import moving_clips, randomise_i3d as randomise
 
 pytorch_i3d = pytest.importorskip("cdfvd.third_party.i3d.pytorch_i3d")
 from cdfvd.fvd import cdfvd as CdFvd  # noqa: E402
@@ -131,15 +131,18 @@ def assert_close(got: torch.Tensor, want: torch.Tensor) -> None:
 
 # -- the network ------------------------------------------------------------------------------------------
 
+@pytest.mark.parity
 def test_features_equal_cd_fvd_with_the_tf_preprocessing(tf_features):
     assert tf_features.ours.logits.shape == (3, 400)
     assert_close(tf_features.ours.logits, tf_features.ref.logits)
 
 
+@pytest.mark.parity
 def test_features_equal_the_cd_fvd_pipeline_with_its_preprocessing(cd_features):
     assert_close(cd_features.ours.logits, cd_features.ref.logits)
 
 
+@pytest.mark.parity
 @pytest.mark.parametrize("which", ["tf", "cd"])
 def test_pool_tap_is_the_average_pool_before_the_logits_averaged_over_time(which, tf_features, cd_features):
     f = tf_features if which == "tf" else cd_features
@@ -147,6 +150,7 @@ def test_pool_tap_is_the_average_pool_before_the_logits_averaged_over_time(which
     assert_close(f.ours.pool, f.ref.pool)
 
 
+@pytest.mark.parity
 def test_same_padding_of_pools_and_strided_convolutions_equals_cd_fvd_at_every_size():
     g = torch.Generator().manual_seed(0)
     for kernel, stride in [((1, 3, 3), (1, 2, 2)), ((3, 3, 3), (2, 2, 2)), ((2, 2, 2), (2, 2, 2)),
@@ -177,6 +181,7 @@ def test_clips_shorter_than_the_head_needs_are_refused(ours):
 
 # -- preprocessing ----------------------------------------------------------------------------------------
 
+@pytest.mark.parity
 def test_tf_preprocessing_is_the_tf1_bilinear_resize_of_every_frame():
     clips = moving_clips(2, 5, 23, 57, seed=3)
     got = preprocess_tf(as_batch(clips))
@@ -185,6 +190,7 @@ def test_tf_preprocessing_is_the_tf1_bilinear_resize_of_every_frame():
     assert torch.allclose(got, want, rtol=0, atol=1e-5)
 
 
+@pytest.mark.parity
 def test_cd_fvd_preprocessing_is_cd_fvds_preprocess_i3d():
     clips = moving_clips(2, 5, 31, 20, seed=4)
     got = preprocess_cd_fvd(as_batch(clips))
@@ -209,6 +215,7 @@ def test_preprocessing_takes_uint8_clips_only():
 
 # -- FVD --------------------------------------------------------------------------------------------------
 
+@pytest.mark.parity
 def test_fvd_equals_cd_fvds_computation_and_the_closed_form(tf_features, cd_features):
     """FD of the 400-d I3D features as cd-fvd computes it: float64 moments, covariance divided by N
     (StyleGAN-V's FeatureStats), scipy sqrtm.  fidkit's Fréchet distance on the same moments agrees."""
@@ -268,6 +275,7 @@ def test_files_that_are_not_i3d_weights_are_refused(weights_path, tmp_path):
         read_i3d_state_dict(code)
 
 
+@pytest.mark.parity
 def test_declaration(reference):
     spec = get_spec("i3d")
     assert (spec.modality, spec.identity, spec.key) == ("video", "i3d-kinetics400", "i3d")

@@ -37,7 +37,7 @@ from fidkit.extractors.videomae import (
     sinusoid_table,
 )
 
-from conftest import moving_clips
+from helpers import moving_clips
 
 vm = pytest.importorskip("cdfvd.third_party.VideoMAEv2.videomaev2_finetune")
 from cdfvd.third_party.VideoMAEv2.utils import load_videomae_model, preprocess_videomae  # noqa: E402
@@ -133,12 +133,14 @@ def assert_close(got: torch.Tensor, want: torch.Tensor) -> None:
 
 # -- the network ------------------------------------------------------------------------------------------
 
+@pytest.mark.parity
 def test_features_equal_the_cd_fvd_pipeline(reference, ours):
     f = features(reference, ours, moving_clips(3, 16, 36, 48, seed=1))
     assert f.ours.shape == (3, SMALL.embed_dim)
     assert_close(f.ours, f.ref)
 
 
+@pytest.mark.parity
 @pytest.mark.parametrize("frames", [12, 17, 2])
 def test_clips_of_other_lengths_resample_the_positions_as_cd_fvd_does(reference, ours, frames):
     """cd-fvd feeds any clip length: the position table is resampled along time (17 frames: 8 tubelets)."""
@@ -146,6 +148,7 @@ def test_clips_of_other_lengths_resample_the_positions_as_cd_fvd_does(reference,
     assert_close(f.ours, f.ref)
 
 
+@pytest.mark.parity
 def test_position_table_and_its_resampling_equal_cd_fvds():
     table = sinusoid_table(8 * 16 * 16, 64)
     assert torch.equal(table, vm.get_sinusoid_encoding_table(8 * 16 * 16, 64))
@@ -182,6 +185,7 @@ def giant_reference():
     return net
 
 
+@pytest.mark.parity
 def test_the_giant_layout_is_cd_fvds(giant_reference):
     """Keys, shapes and dtypes of fidkit's giant network equal those of cd-fvd's ``vit_giant_patch14_224`` as
     ``load_videomae_model`` builds it, less the classifier, which the file has and fidkit drops."""
@@ -194,6 +198,7 @@ def test_the_giant_layout_is_cd_fvds(giant_reference):
     assert GIANT.grid == (16 // 2, 224 // 14, 224 // 14) and GIANT.mlp_hidden == 6144
 
 
+@pytest.mark.parity
 def test_every_layernorm_has_cd_fvds_eps(giant_reference):
     """LayerNorm eps (1e-6, not PyTorch's 1e-5) moves features by ~1e-6 of their scale on O(1) tokens, below
     what the feature comparisons resolve: it is compared module by module instead."""
@@ -205,6 +210,7 @@ def test_every_layernorm_has_cd_fvds_eps(giant_reference):
 
 # -- preprocessing ----------------------------------------------------------------------------------------
 
+@pytest.mark.parity
 @pytest.mark.parametrize("h, w", [(31, 20), (224, 224), (240, 320)])
 def test_preprocessing_is_cd_fvds_preprocess_videomae(h, w):
     clips = moving_clips(2, 5, h, w, seed=h)
@@ -263,6 +269,7 @@ def test_files_that_are_not_the_videomae_weights_are_refused(weights_path, tmp_p
             Extractor("videomae-v2", weights=path, device="cpu")
 
 
+@pytest.mark.parity
 def test_declaration(giant_reference):
     spec = get_spec("videomae")
     assert spec is SPEC and get_spec("videomae-v2") is SPEC
@@ -288,6 +295,7 @@ def small_spec(monkeypatch):
     return spec
 
 
+@pytest.mark.parity
 def test_fd_through_evaluate_equals_the_closed_form_on_cd_fvds_features(small_spec, reference, weights_path):
     a, b = moving_clips(4, 16, 20, 24, seed=7), moving_clips(4, 18, 20, 24, seed=8)
     r = fidkit.evaluate(torch.from_numpy(a).permute(0, 1, 4, 2, 3), torch.from_numpy(b).permute(0, 1, 4, 2, 3),

@@ -11,6 +11,7 @@ identity.  Adding a network is one module that declares a spec and calls
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 from typing import Callable
 
@@ -143,6 +144,11 @@ class ExtractorSpec:
     #: names the field gives a generic metric in this space (I3D: ``{"fd": "fvd", "kd": "kvd"}``); they are
     #: accepted as metric names and used as result keys instead of ``fd_i3d``
     metric_names: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: ``random_weights(path, seed)`` writes random weights in the published file's format and layout to ``path``
+    #: and returns it as ``str``: what tests and benchmarks load (into fidkit and into the reference
+    #: implementation) where the real file cannot be downloaded.  ``None``: the network cannot be written in a
+    #: test's time and memory (VideoMAE-v2 ViT-g, 1B parameters), or was given in memory
+    random_weights: Callable[[str | os.PathLike, int], str] | None = None
 
     def tap(self, name: str) -> Tap:
         for t in self.taps:

@@ -555,6 +555,7 @@ def _spec(arch: str, name: str, key: str, aliases: tuple[str, ...], summary: str
         weights=_dc.replace(WEIGHTS[arch], licence=WEIGHTS_LICENCE),
         build=lambda state, source: clip_visual_from_state_dict(arch, state, source),
         identity=name, key=key, aliases=aliases, read_weights=read_clip_state_dict,
+        random_weights=lambda path, seed=0: str(write_random_openai_clip(path, arch, seed)),
     ))
 
 

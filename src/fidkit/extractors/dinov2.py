@@ -438,6 +438,12 @@ DEFAULT_PREPROCESSING = "dgm-eval"
 # Declaration
 # ---------------------------------------------------------------------------
 
+def _save(state: dict[str, torch.Tensor], path: str | os.PathLike) -> str:
+    """``state`` as the published ``dinov2_<arch>_pretrain.pth`` is: a plain state dict."""
+    torch.save(state, path)
+    return str(path)
+
+
 def _spec(arch: str, name: str, key: str, aliases: tuple[str, ...], summary: str):
     from functools import partial
 
@@ -453,6 +459,7 @@ def _spec(arch: str, name: str, key: str, aliases: tuple[str, ...], summary: str
         weights=WeightSpec(**DINOV2_WEIGHTS[arch], licence=WEIGHTS_LICENCE),
         build=lambda state, source: partial(DinoV2.from_state_dict, arch)(state, source),
         identity=name, key=key, aliases=aliases, read_weights=read_dinov2_state_dict,
+        random_weights=lambda path, seed=0: _save(random_dinov2_state_dict(arch, seed), path),
     ))
 
 

@@ -45,6 +45,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+from importlib import import_module
 
 import torch
 import torch.nn as nn
@@ -349,4 +350,5 @@ SPEC = register(ExtractorSpec(
     build=InceptionI3D.from_state_dict, identity="i3d-kinetics400", key="i3d", modality="video",
     aliases=("i3d-kinetics400",), read_weights=read_i3d_state_dict,
     metric_names={"fd": "fvd", "kd": "kvd"},
+    random_weights=lambda path, seed=0: import_module("fidkit.testing").write_random_i3d_weights(path, seed),
 ))

@@ -19,6 +19,8 @@ its taps, its three preprocessing variants and its weights.
 
 from __future__ import annotations
 
+from importlib import import_module
+
 import numpy as np
 import torch
 import torch.nn as nn
@@ -356,4 +358,6 @@ SPEC = register(ExtractorSpec(
     defaults={"embedding": "pool3", "logits": "logits_unbiased", "spatial": "spatial"},
     preprocessing=PREPROCESSING, default_preprocessing="tf", weights=WEIGHTS, build=build,
     identity="inception-2015-12-05", key="", aliases=("inception-v3", "inception-2015-12-05"),
+    # fidkit.testing imports this module: imported when called
+    random_weights=lambda path, seed=0: import_module("fidkit.testing").write_random_inception_weights(path, seed),
 ))
