@@ -48,6 +48,7 @@ def counted(monkeypatch):
     return counts
 
 
+@pytest.mark.slow
 def test_one_evaluate_resolves_each_preprocessing_once_and_one_provenance_per_space(weights, counted, tmp_path):
     real = write_folder(tmp_path / "real", smooth_images(6, 40, seed=1))
     fake = smooth_images(7, 40, seed=2)
@@ -60,6 +61,7 @@ def test_one_evaluate_resolves_each_preprocessing_once_and_one_provenance_per_sp
     assert counted["check"] == 1                          # both sides, one space: one check, before the pass
 
 
+@pytest.mark.slow
 def test_given_statistics_are_checked_once(weights, counted, tmp_path):
     stats = fidkit.compute_stats(smooth_images(6, 40, seed=1), weights=weights, device="cpu")
     counted.update(plan=0, variant=0, provenance={}, check=0)
@@ -102,8 +104,42 @@ def test_run_options_are_validated_before_any_work(keywords, message, tmp_path):
             call()
 
 
+@pytest.mark.slow
 def test_run_options_object_equals_keywords(weights):
     a, b = smooth_images(5, 32, seed=1), smooth_images(6, 32, seed=2)
     run = fidkit.RunOptions(device="cpu", batch_size=2)
     assert fidkit.evaluate(a, b, metrics="fid", weights=weights, run=run)["fid"] == \
         fidkit.evaluate(a, b, metrics="fid", weights=weights, device="cpu", batch_size=2)["fid"]
+
+
+def _tiny_network(name: str = "tiny-net"):
+    import torch
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten(), torch.nn.Linear(12, 5))
+    fidkit.custom_extractor(name, module, dim=5, size=16)
+    return name
+
+
+def test_features_names_networks_everywhere_and_the_old_meaning_is_deprecated(tmp_path, capsys):
+    """One word per concept: ``features`` names the networks (evaluate, compute_reference, the CLI); keeping
+    per-sample embeddings is ``keep_features`` (``--keep-features``)."""
+    from fidkit.cli import main
+    net = _tiny_network()
+    images = smooth_images(6, 20, seed=3)
+    new = fidkit.compute_reference(images, features=net, keep_features=True, device="cpu")
+    with pytest.warns(DeprecationWarning, match="keep_features"):
+        old = fidkit.compute_reference(images, features=True, extractors=net, device="cpu")
+    assert sorted(new.features) == sorted(old.features) == [f"{net}/embedding"]
+    np.testing.assert_array_equal(new.features[f"{net}/embedding"], old.features[f"{net}/embedding"])
+    with pytest.raises(BadInputError, match="networks once"):
+        fidkit.compute_reference(images, features=net, extractors=net)
+
+    folder = write_folder(tmp_path / "imgs", images)
+    assert main(["stats", str(folder), "-o", str(tmp_path / "a.npz"), "--features", net, "--keep-features"]) == 0
+    assert main(["stats", str(folder), "-o", str(tmp_path / "b.npz"), "--extractors", net, "--features"]) == 0
+    assert "now --keep-features" in capsys.readouterr().err
+    for f in ("a.npz", "b.npz"):
+        ref = fidkit.Reference.load(tmp_path / f)
+        assert sorted(ref.features) == [f"{net}/embedding"], f
+    assert main(["stats", str(folder), "-o", str(tmp_path / "c.npz"), "--extractors", net,
+                 "--features", net]) == 2

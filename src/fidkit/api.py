@@ -14,6 +14,7 @@ import dataclasses
 import hashlib
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Mapping
 
@@ -144,17 +145,20 @@ def fid(a: SourceLike, b: SourceLike, *, mode: str | None = None, weights: Weigh
     return FIDResult(**{f.name: getattr(r, f.name) for f in dataclasses.fields(r)})
 
 
-def compute_reference(source: SourceLike, *, features: bool = False, spatial: bool = True,
+def compute_reference(source: SourceLike, *, keep_features: bool = False, spatial: bool = True,
+                      features: str | Iterable[str] | bool | None = None,
                       extractors: str | Iterable[str] | None = None, mode: str | Mapping[str, str] | None = None,
                       weights: WeightsLike = None, checkpoint: str | os.PathLike | None = None,
                       checkpoint_every_s: float = 60.0, run: RunOptions | None = None,
                       **keywords: Unpack[RunKeywords]) -> Reference:
     """Everything later evaluations need from a reference set, from one pass (one decode per image).
 
-    For each extractor (default Inception): the statistics of its embedding
+    For each network of ``features`` (as in :func:`evaluate`: ``"inception,dinov2"``; default Inception;
+    ``extractors`` is the older name): the statistics of its embedding
     (and, for Inception, the spatial sFID statistics unless ``spatial=False``);
-    with ``features``, the per-sample embeddings too (KID, precision/recall,
-    noise floor; for CLIP ViT-L/14@336 the normalised embedding CMMD reads).
+    with ``keep_features``, the per-sample embeddings too (KID, precision/recall,
+    noise floor; for CLIP ViT-L/14@336 the normalised embedding CMMD reads).  ``features=True``/``False``
+    (its meaning before fidkit 0.2) still means ``keep_features``, with a deprecation warning.
     ``checkpoint`` (a path; one process, files) saves the progress there every ``checkpoint_every_s``
     seconds; a call that finds a checkpoint of the same computation continues from
     it, with the result of an uninterrupted pass, once it has checked that the
@@ -166,7 +170,13 @@ def compute_reference(source: SourceLike, *, features: bool = False, spatial: bo
     run, overrides = RunOptions.split(run, keywords)
     if overrides:
         raise BadInputError(f"compute_reference computes no metric; unknown keyword(s) {', '.join(sorted(overrides))}")
-    specs = parse_features(extractors) or [get_spec("inception")]
+    if isinstance(features, bool):
+        warnings.warn("compute_reference(features=True/False) is now keep_features=...; features= names the "
+                      "networks, as in evaluate()", DeprecationWarning, stacklevel=2)
+        keep_features, features = features, None
+    if features is not None and extractors is not None:
+        raise BadInputError("give the networks once: features= (extractors= is its older name)")
+    specs = parse_features(features if features is not None else extractors) or [get_spec("inception")]
     request = resolve(["fd"], specs, mode, weights=weights, run=run, sources=(source,))
     extraction = {}
     if checkpoint is not None:
@@ -174,7 +184,8 @@ def compute_reference(source: SourceLike, *, features: bool = False, spatial: bo
             raise BadInputError(f"{request.sources[0].description}: only image sources are extracted, a checkpoint "
                                 "has nothing to do")
         extraction["checkpoint"] = Checkpoint(checkpoint, every_s=checkpoint_every_s)
-    return reference_of(Session(request), request.sources[0], features=features, spatial=spatial, **extraction)
+    return reference_of(Session(request), request.sources[0], features=keep_features, spatial=spatial,
+                        **extraction)
 
 
 def reference_of(session: Session, src, *, features: bool, spatial: bool, checkpoint=None) -> Reference:

@@ -112,6 +112,9 @@ def _common(p: argparse.ArgumentParser, comparison: bool = False) -> None:
         p.add_argument("--log", metavar="FILE", help="append one JSON line per run to FILE")
 
 
+_KEEP = object()  # `fidkit stats --features` without a value: the old spelling of --keep-features
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fidkit", description="FID and friends for generative models.",
@@ -131,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="several metrics (FID, KID, IS, sFID, precision/recall, ...) from one pass",
                        description="Metrics of FAKE against REAL from one network pass per image. Sources as for "
                                    "'fidkit fid'; a REAL statistics file must hold what the metrics need "
-                                   "('fidkit stats --features' adds per-sample features for KID and P/R).")
+                                   "('fidkit stats --keep-features' adds per-sample features for KID and P/R).")
     p.add_argument("a", metavar="REAL")
     p.add_argument("b", metavar="FAKE")
     p.add_argument("--metrics", default=None,
@@ -154,14 +157,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where to write the statistics (.npz is added when missing; a symbolic link is followed "
                         "and the file it names replaced; folders, devices and fifos are refused)")
     p.add_argument("--name", help="save in the cache under NAME, usable later in place of a path")
-    p.add_argument("--features", action="store_true",
+    p.add_argument("--keep-features", action="store_true",
                    help="also store per-sample embeddings (float32; 8 KB per image for Inception) for KID, "
                         "precision/recall, CMMD and the noise floor")
     p.add_argument("--restart", action="store_true",
                    help="ignore (and delete) the checkpoint of an interrupted run of this command, start over")
-    p.add_argument("--extractors", default=None, metavar="EXT,...",
+    p.add_argument("--extractors", default=None, metavar="EXT,...", help="the older name of --features EXT,...")
+    p.add_argument("--features", dest="features", nargs="?", const=_KEEP, default=None, metavar="EXT,...",
                    help="feature extractors to compute statistics for, from one decode: "
-                        + ", ".join(s.name for s in specs()) + " (default inception)")
+                        + ", ".join(s.name for s in specs()) + " (default inception), as 'fidkit eval --features'. "
+                        "Without a value: --keep-features (its meaning before fidkit 0.2, deprecated)")
     _common(p)
 
     sub.add_parser("extractors", help="list the feature extractors, their taps, preprocessing and weight files")
@@ -268,6 +273,14 @@ def _run_eval(args) -> int:
 def _run_stats(args) -> int:
     if not args.output and not args.name:
         raise BadInputError("give -o FILE.npz and/or --name NAME for the statistics")
+    if args.features is _KEEP:  # the old spelling
+        args.features, args.keep_features = None, True
+        if not args.quiet:
+            print("fidkit: 'stats --features' without networks is now --keep-features (--features names the "
+                  "networks, as in 'fidkit eval')", file=sys.stderr)
+    if args.features is not None and args.extractors is not None:
+        raise BadInputError("give the networks once: --features EXT,... (--extractors is its older name)")
+    args.features = args.features if args.features is not None else args.extractors
     if args.output:
         write_target(args.output, "-o")  # '-o /dev/full' is refused, not turned into /dev/full.npz
     if args.output and npz_path(args.output) != Path(args.output):
@@ -285,7 +298,7 @@ def _run_stats(args) -> int:
         print(f"fidkit: resuming from {checkpoint} (--restart to start over)", file=sys.stderr)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", FidkitWarning)
-        ref = compute_reference(args.source, features=args.features, extractors=args.extractors,
+        ref = compute_reference(args.source, keep_features=args.keep_features, features=args.features,
                                 checkpoint=checkpoint if checkpoint is not None and _is_path_source(args.source)
                                 else None, **_options(args))
     failed = []
