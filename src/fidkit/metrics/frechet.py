@@ -86,6 +86,10 @@ def trace_sqrt_product(cov_a, cov_b, *, n_a: int | None = None, n_b: int | None 
     # use the lower one), so rounding-level asymmetry in the inputs is harmless and
     # no symmetrised copies are made.
     factor = None if deficient_a else _cholesky_if_well_conditioned(sa)
+    if factor is None and deficient_a and n_a - 1 <= d // 4:
+        # both sides from few samples: cov_a has rank at most n_a - 1, and Cholesky with full pivoting finds that
+        # factor in O(d r^2) where the eigen-decomposition costs O(d^3) (12 s at d = 2048 on two cores)
+        factor = _pivoted_cholesky(sa, n_a - 1)
     if factor is None:
         factor = _psd_factor(sa)
     if factor.shape[1] == 0:  # cov_a is zero (all samples identical): the product is zero
@@ -109,6 +113,31 @@ def _cholesky_if_well_conditioned(s: torch.Tensor) -> torch.Tensor | None:
     if pivots.min() <= s.diagonal().abs().max() * s.shape[0] * 1e3 * _EPS:
         return None
     return factor
+
+
+def _pivoted_cholesky(s: torch.Tensor, max_rank: int) -> torch.Tensor | None:
+    """``F`` (d x r) with ``F F^T = s`` for a positive semi-definite ``s`` of numerical rank ``r <= max_rank``, by
+    Cholesky with full (diagonal) pivoting, stopping when every remaining pivot is at rounding level (the same
+    threshold the eigen route uses for eigenvalues); ``None`` when ``s`` has more pivots than ``max_rank`` (it is
+    then not of the rank its sample count implies) or a negative pivot, so the caller takes the eigen route."""
+    d = s.shape[0]
+    diag = s.diagonal().clone()
+    tol = float(diag.abs().max()) * d * _EPS if d else 0.0
+    factor = torch.zeros(d, max_rank, dtype=s.dtype)
+    for k in range(max_rank + 1):
+        j = int(torch.argmax(diag))
+        pivot = float(diag[j])
+        if pivot <= tol:
+            if float(diag.min()) < -1e-6 * max(float(s.diagonal().abs().max()), tol):
+                return None  # not positive semi-definite: the eigen route says so precisely
+            return factor[:, :k]
+        if k == max_rank:
+            return None
+        column = (s[:, j] - factor[:, :k] @ factor[j, :k]) / pivot ** 0.5
+        factor[:, k] = column
+        diag -= column * column
+        diag[j] = 0.0
+    return None
 
 
 def _psd_factor(s: torch.Tensor) -> torch.Tensor:
