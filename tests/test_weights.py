@@ -97,7 +97,9 @@ def test_weights_are_loaded_without_pickle(tmp_path):
     evil = tmp_path / "evil.pth"
     with open(evil, "wb") as f:
         pickle.dump({"Conv2d_1a_3x3.conv.weight": _Boom()}, f, protocol=2)
-    with pytest.raises(WeightsUnavailableError, match=r"evil\.pth: cannot be loaded with torch\.load\(weights_only=True\)"):
+    with pytest.raises(WeightsUnavailableError,
+                       match=r"evil\.pth: not a readable network checkpoint: it cannot be loaded with "
+                             r"torch\.load\(weights_only=True\)"):
         InceptionExtractor(evil, "cpu")
 
 

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from fidkit.errors import BadInputError, WeightsUnavailableError
+from fidkit.extractors.vit import LayerScale, Mlp
 from fidkit.extractors.weights import read_tensor_state_dict, state_dict_mismatch
 
 PATCH_SIZE = 14
@@ -164,25 +165,6 @@ class Attention(nn.Module):
         # default scale 1/sqrt(head_dim), as the official attention uses
         x = F.scaled_dot_product_attention(q, k, v)
         return self.proj(x.transpose(1, 2).reshape(b, n, d))
-
-
-class LayerScale(nn.Module):
-    def __init__(self, dim: int, *, device=None):
-        super().__init__()
-        self.gamma = nn.Parameter(torch.ones(dim, device=device))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.gamma
-
-
-class Mlp(nn.Module):
-    def __init__(self, dim: int, hidden: int, *, device=None):
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden, device=device)
-        self.fc2 = nn.Linear(hidden, dim, device=device)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(F.gelu(self.fc1(x)))  # exact (erf) GELU, as nn.GELU() upstream
 
 
 class Block(nn.Module):

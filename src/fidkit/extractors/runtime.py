@@ -11,7 +11,7 @@ import threading
 
 import torch
 
-from fidkit.errors import BadInputError, WeightsUnavailableError
+from fidkit.errors import BadInputError
 from fidkit.extractors import weights as _weights
 from fidkit.extractors.base import ExtractorSpec, get_spec
 from fidkit.stats.provenance import Provenance
@@ -146,21 +146,11 @@ class Extractor:
             return cls._cache[key]
 
 
-def read_state_dict(path) -> dict:
-    """A published ``.pth`` state dict, read with ``torch.load(weights_only=True)``: never Python pickle code."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError, ... for bad files
-        raise WeightsUnavailableError(
-            f"{path}: cannot be loaded with torch.load(weights_only=True) "
-            f"(not a plain state dict, or corrupt): {_weights.load_error_reason(e)}") from e
-    if not isinstance(state, dict):
-        raise WeightsUnavailableError(f"{path}: holds a {type(state).__name__}, not a state dict")
-    odd = next((k for k, v in state.items() if not isinstance(v, torch.Tensor)), None)
-    if odd is not None:
-        raise WeightsUnavailableError(f"{path}: entry {odd!r} is {type(state[odd]).__name__}, not a tensor; "
-                                      "not a state dict of tensors")
-    return state
+def read_state_dict(path, what: str = "network") -> dict:
+    """A published ``.pth`` state dict of tensors, read with ``torch.load(weights_only=True)``: never Python pickle
+    code.  The one reader of ``torch.save`` state dicts (:func:`fidkit.extractors.weights.read_tensor_state_dict`),
+    for networks that declare no reader of their own."""
+    return _weights.read_tensor_state_dict(path, what)
 
 
 class InceptionExtractor(Extractor):

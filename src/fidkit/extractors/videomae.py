@@ -46,7 +46,7 @@ import torch.nn.functional as F
 
 from fidkit.errors import BadInputError, WeightsUnavailableError
 from fidkit.extractors.base import ExtractorSpec, Preprocessing, Tap, register
-from fidkit.extractors.dinov2 import Mlp  # the same two-layer exact-GELU MLP
+from fidkit.extractors.vit import Mlp
 from fidkit.extractors.weights import WeightSpec, read_tensor_state_dict, state_dict_mismatch
 
 INPUT_SIZE = 224

@@ -144,14 +144,19 @@ def read_tensor_state_dict(path: str | os.PathLike, what: str, containers: tuple
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError, ... for bad files
-        raise WeightsUnavailableError(f"{path}: not a readable {what} checkpoint ({load_error_reason(e)}); "
-                                      "delete it and download it again") from e
+        raise WeightsUnavailableError(f"{path}: not a readable {what} checkpoint: it cannot be loaded with "
+                                      f"torch.load(weights_only=True) ({load_error_reason(e)}); delete it and "
+                                      "download it again") from e
     if isinstance(state, dict):
         state = next((state[k] for k in containers if k in state), state)
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        where = f" (bare, or under one of the keys {', '.join(containers)})" if containers else ""
+    where = f" (bare, or under one of the keys {', '.join(containers)})" if containers else ""
+    if not isinstance(state, dict):
         raise WeightsUnavailableError(f"{path}: holds {type(state).__name__}, not a {what} state dict of "
                                       f"tensors{where}")
+    odd = next((k for k, v in state.items() if not isinstance(v, torch.Tensor)), None)
+    if odd is not None:
+        raise WeightsUnavailableError(f"{path}: entry {odd!r} is {type(state[odd]).__name__}, not a tensor; not a "
+                                      f"{what} state dict of tensors{where}")
     return dict(state)
 
 
