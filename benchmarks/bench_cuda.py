@@ -593,25 +593,9 @@ def child_extract_torchmetrics(spec, rec: Recorder):
 # ==============================================================================================
 
 def random_i3d_state_dict(seed: int = 0) -> dict:
-    """Random weights with the keys and shapes of ``i3d_pretrained_400.pt`` (cd-fvd's layout), taken from fidkit's
-    own unfolded ``InceptionI3D``, at a scale that keeps activations O(1) (as tests/conftest.py does for cd-fvd)."""
-    import torch
-    from fidkit.extractors.i3d import InceptionI3D
-    g = torch.Generator().manual_seed(seed)
-    state = {}
-    for name, t in InceptionI3D().state_dict().items():
-        if name.endswith("num_batches_tracked"):
-            continue
-        if name.endswith("conv3d.weight"):
-            v = torch.randn(t.shape, generator=g) * (2.0 / t[0].numel()) ** 0.5
-        elif name.endswith("bn.weight"):
-            v = 0.5 + torch.rand(t.shape, generator=g)
-        elif name.endswith("running_var"):
-            v = 0.2 + 2 * torch.rand(t.shape, generator=g)
-        else:  # BatchNorm bias and mean, logits bias
-            v = torch.randn(t.shape, generator=g) * 0.2
-        state[name] = v
-    return state
+    """Random weights with the keys and shapes of ``i3d_pretrained_400.pt`` (cd-fvd's layout): fidkit.testing's."""
+    from fidkit.testing import random_i3d_state_dict as random_state
+    return random_state(seed)
 
 
 def _write_weights(kind: str, path: Path) -> str:
