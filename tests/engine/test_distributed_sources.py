@@ -1,6 +1,6 @@
 """Which images each process reads under torch.distributed, node-local copies that differ, and a lost process.
 
-gloo process groups spawned on the CPU, as in tests/test_distributed.py.  The network is replaced by a cheap
+gloo process groups spawned on the CPU, as in tests/engine/test_distributed.py.  The network is replaced by a cheap
 deterministic function of the pixels: what is checked here is which images are counted, not the network."""
 
 import datetime
