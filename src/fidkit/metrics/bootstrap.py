@@ -36,7 +36,7 @@ The interval always contains FID_N (``q_lo <= m <= q_hi``); ``low`` is cut at
 
 Coverage was measured by simulation on Gaussians with a known ``E[FID_N]``
 (d = 4-8, N = 200-500, 300-400 repetitions, 200 resamples;
-``tests/test_metrics_bootstrap_coverage.py``): 0.95-0.96 for the nominal 0.95
+``tests/metrics/test_metrics_bootstrap_coverage.py``): 0.95-0.96 for the nominal 0.95
 when the distance is clearly non-zero, where the plain percentiles gave
 0.92-0.93; conservative (0.975-0.99, and 1.0 for identical distributions: wider
 than needed) when the generated and real distributions nearly coincide, where
