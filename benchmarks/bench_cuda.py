@@ -722,7 +722,7 @@ def child_parity(spec, rec: Recorder):
                 res["network_only"] = {"skipped": "the same network as the row above"}
 
             def stats(u8):
-                return fidkit.compute_stats(u8, extractor=name, mode=variant, weights=w, device=dev,
+                return fidkit.compute_stats(u8, extractor=name, preprocessing=variant, weights=w, device=dev,
                                             batch_size=batch, **e2e_kwargs)
             pilot = make_inputs(batch)
             stats(pilot)  # warm-up

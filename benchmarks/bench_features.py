@@ -72,7 +72,7 @@ def child(task: str, spec: dict) -> dict:
                                    "fidkit-clip": ("fd", "clip", None),
                                    "fidkit-fid": ("fid", "inception", None),
                                    "fidkit-fid+dinov2": ("fd", "inception,dinov2", None)}[task]
-        r = fidkit.evaluate(real, fake, metrics=metrics, features=features, mode=mode, weights=w, device="cpu",
+        r = fidkit.evaluate(real, fake, metrics=metrics, features=features, preprocessing=mode, weights=w, device="cpu",
                             batch_size=spec["batch"])
         return {"values": r.values, "seconds": time.perf_counter() - t0}
     if task.startswith("torch-fidelity"):

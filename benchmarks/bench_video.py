@@ -70,12 +70,12 @@ def child(task: str, spec: dict) -> dict:
         return {"values": {"n": s.n}, "seconds": time.perf_counter() - t0}
     if task == "fidkit-parity":  # cd-fvd's convention: covariance divided by N (StyleGAN-ADA's FeatureStats)
         from fidkit.metrics.frechet import frechet_distance_from_moments
-        a, b = (fidkit.compute_stats(spec[k], extractor="i3d", mode="cd-fvd", weights=spec["weights"],
+        a, b = (fidkit.compute_stats(spec[k], extractor="i3d", preprocessing="cd-fvd", weights=spec["weights"],
                                      device="cpu", batch_size=spec["batch"]) for k in ("real", "fake"))
         v = frechet_distance_from_moments(a.mean, a.cov * (a.n - 1) / a.n, b.mean, b.cov * (b.n - 1) / b.n)
         return {"values": {"fvd": v}, "seconds": time.perf_counter() - t0}
     mode = {"fidkit-cd-fvd": "cd-fvd", "fidkit-tf": "tf"}[task]
-    r = fidkit.evaluate(spec["real"], spec["fake"], metrics="fvd", mode=mode, weights=spec["weights"], device="cpu",
+    r = fidkit.evaluate(spec["real"], spec["fake"], metrics="fvd", preprocessing=mode, weights=spec["weights"], device="cpu",
                         batch_size=spec["batch"])
     return {"values": r.values, "seconds": time.perf_counter() - t0}
 

@@ -143,3 +143,25 @@ def test_features_names_networks_everywhere_and_the_old_meaning_is_deprecated(tm
         assert sorted(ref.features) == [f"{net}/embedding"], f
     assert main(["stats", str(folder), "-o", str(tmp_path / "c.npz"), "--extractors", net,
                  "--features", net]) == 2
+
+
+def test_preprocessing_is_the_one_name_and_mode_still_works(tmp_path, capsys):
+    """One concept, one name: ``preprocessing=`` / ``--preprocessing``; ``mode=`` / ``--mode`` are the older
+    spellings (with a deprecation warning in Python)."""
+    from fidkit.cli import main
+    net = _tiny_network("tiny-prep")
+    images = smooth_images(5, 20, seed=4)
+    new = fidkit.compute_stats(images, extractor=net, preprocessing="custom", device="cpu")
+    with pytest.warns(DeprecationWarning, match="preprocessing="):
+        old = fidkit.compute_stats(images, extractor=net, mode="custom", device="cpu")
+    np.testing.assert_array_equal(new.mean, old.mean)
+    assert new.provenance.mode == old.provenance.mode == "custom"
+    with pytest.raises(BadInputError, match="preprocessing= only"):
+        fidkit.compute_stats(images, extractor=net, preprocessing="custom", mode="custom")
+    with pytest.raises(BadInputError, match="unknown preprocessing"):
+        fidkit.evaluate(images, images, metrics="fd", features=net, preprocessing="nope")
+    folder = write_folder(tmp_path / "imgs", images)
+    for flag in ("--preprocessing", "--mode"):
+        assert main(["stats", str(folder), "-o", str(tmp_path / f"{flag}.npz"), "--features", net, flag,
+                     "custom"]) == 0
+        assert fidkit.FeatureStats.load(tmp_path / f"{flag}.npz").provenance.mode == "custom"

@@ -26,7 +26,7 @@ from fidkit.engine.plan import ALL_METRICS, DEFAULT_METRICS, SideNeeds, parse_fe
 from fidkit.errors import BadInputError
 from fidkit.extractors import get_spec
 from fidkit.metrics.catalog import MetricOptions
-from fidkit.request import RunKeywords, RunOptions, SourceLike, WeightsLike, resolve
+from fidkit.request import RunKeywords, RunOptions, SourceLike, WeightsLike, preprocessing_argument, resolve
 from fidkit.report.result import EvalResult, FIDResult
 from fidkit.stats.moments import FeatureStats
 from fidkit.stats.reference import Reference
@@ -38,19 +38,19 @@ __all__ = ["evaluate", "fid", "compute_reference", "compute_stats", "MetricOptio
            "DEFAULT_METRICS", "ALL_METRICS"]
 
 def evaluate(a: SourceLike, b: SourceLike, *, metrics: str | Iterable[str] | None = None,
-             features: str | Iterable[str] | None = None, mode: str | Mapping[str, str] | None = None,
+             features: str | Iterable[str] | None = None, preprocessing: str | Mapping[str, str] | None = None,
              weights: WeightsLike = None, force: bool = False, options: MetricOptions | None = None,
              checkpoint_dir: str | os.PathLike | None = None, restart: bool = False, run: RunOptions | None = None,
-             **keywords: Unpack[RunKeywords]) -> EvalResult:
+             mode: str | Mapping[str, str] | None = None, **keywords: Unpack[RunKeywords]) -> EvalResult:
     """Every requested metric of ``b`` (generated) against ``a`` (reference) from one feature pass per image.
 
     ``a`` and ``b`` take every source :func:`fid` takes.  ``metrics`` defaults to
     fid, kid, is, sfid, prdc.  ``features`` lists feature extractors
     (``"inception,dinov2"``; default Inception): generic metrics (fd/fid,
     kd/kid, pr, dc, fd_inf, noise_floor, vendi) run in each, ``fd_dinov2``-style names
-    pick one space, ``cmmd`` runs CLIP ViT-L/14@336.  ``mode`` picks
-    preprocessing: a variant name (``clean``) or ``EXT=VARIANT`` pairs
-    (``"dinov2=edm2"``).  ``checkpoint_dir`` (one process) saves each side's extraction progress there;
+    pick one space, ``cmmd`` runs CLIP ViT-L/14@336.  ``preprocessing`` picks each network's
+    preprocessing by name (``clean``), as ``EXT=NAME`` pairs (``"dinov2=edm2"``) or a mapping (``mode`` is
+    its older name).  ``checkpoint_dir`` (one process) saves each side's extraction progress there;
     an interrupted call repeated with the same arguments continues from it (its
     result equals an uninterrupted one; images it already counted must be
     unchanged: names, sizes, modification times, else it is refused naming
@@ -75,7 +75,8 @@ def evaluate(a: SourceLike, b: SourceLike, *, metrics: str | Iterable[str] | Non
     """
     start = time.perf_counter()
     run, overrides = RunOptions.split(run, keywords)
-    request = resolve(metrics, features, mode, weights=weights, options=options, run=run, sources=(a, b),
+    preprocessing = preprocessing_argument(preprocessing, mode, "evaluate")
+    request = resolve(metrics, features, preprocessing, weights=weights, options=options, run=run, sources=(a, b),
                       source_names=("a (REAL)", "b (FAKE)"), force=force, **overrides)
     notes = request.check_comparable(*request.sources)      # once, before the pass
     session = Session(request)
@@ -130,8 +131,9 @@ def _side_checkpoint(directory, source, label: str, distributed: bool, restart: 
     return c
 
 
-def fid(a: SourceLike, b: SourceLike, *, mode: str | None = None, weights: WeightsLike = None,
-        force: bool = False, run: RunOptions | None = None, **keywords: Unpack[RunKeywords]) -> FIDResult:
+def fid(a: SourceLike, b: SourceLike, *, preprocessing: str | None = None, weights: WeightsLike = None,
+        force: bool = False, run: RunOptions | None = None, mode: str | None = None,
+        **keywords: Unpack[RunKeywords]) -> FIDResult:
     """Fréchet Inception Distance between two sources.
 
     ``a`` and ``b`` may each be a folder, archive, ``.npz``/``.npy`` (images,
@@ -141,15 +143,17 @@ def fid(a: SourceLike, b: SourceLike, *, mode: str | None = None, weights: Weigh
     ``(-1, 1)`` or ``(0, 255)``.  Statistics with different provenance are
     refused unless ``force``.  The other keywords are :func:`evaluate`'s run options.
     """
-    r = evaluate(a, b, metrics=("fid",), mode=mode, weights=weights, force=force, run=run, **keywords)
+    r = evaluate(a, b, metrics=("fid",), preprocessing=preprocessing_argument(preprocessing, mode, "fid"),
+                 weights=weights, force=force, run=run, **keywords)
     return FIDResult(**{f.name: getattr(r, f.name) for f in dataclasses.fields(r)})
 
 
 def compute_reference(source: SourceLike, *, keep_features: bool = False, spatial: bool = True,
                       features: str | Iterable[str] | bool | None = None,
-                      extractors: str | Iterable[str] | None = None, mode: str | Mapping[str, str] | None = None,
-                      weights: WeightsLike = None, checkpoint: str | os.PathLike | None = None,
-                      checkpoint_every_s: float = 60.0, run: RunOptions | None = None,
+                      extractors: str | Iterable[str] | None = None,
+                      preprocessing: str | Mapping[str, str] | None = None, weights: WeightsLike = None,
+                      checkpoint: str | os.PathLike | None = None, checkpoint_every_s: float = 60.0,
+                      run: RunOptions | None = None, mode: str | Mapping[str, str] | None = None,
                       **keywords: Unpack[RunKeywords]) -> Reference:
     """Everything later evaluations need from a reference set, from one pass (one decode per image).
 
@@ -177,7 +181,8 @@ def compute_reference(source: SourceLike, *, keep_features: bool = False, spatia
     if features is not None and extractors is not None:
         raise BadInputError("give the networks once: features= (extractors= is its older name)")
     specs = parse_features(features if features is not None else extractors) or [get_spec("inception")]
-    request = resolve(["fd"], specs, mode, weights=weights, run=run, sources=(source,))
+    request = resolve(["fd"], specs, preprocessing_argument(preprocessing, mode, "compute_reference"),
+                      weights=weights, run=run, sources=(source,))
     extraction = {}
     if checkpoint is not None:
         if not isinstance(request.sources[0], ImageSource):
@@ -210,11 +215,12 @@ def reference_of(session: Session, src, *, features: bool, spatial: bool, checkp
     return Reference(side.stats, side.features, side.description)
 
 
-def compute_stats(source: SourceLike, *, extractor: str = "inception", mode: str | None = None,
-                  weights: WeightsLike = None, run: RunOptions | None = None,
+def compute_stats(source: SourceLike, *, extractor: str = "inception", preprocessing: str | None = None,
+                  weights: WeightsLike = None, run: RunOptions | None = None, mode: str | None = None,
                   **keywords: Unpack[RunKeywords]) -> FeatureStats:
     """Statistics of the embedding of ``extractor`` (default Inception pool3) over ``source``."""
     spec = get_spec(extractor)
-    ref = compute_reference(source, spatial=False, extractors=[spec.name], mode=mode, weights=weights, run=run,
-                            **keywords)
+    ref = compute_reference(source, spatial=False, features=[spec.name],
+                            preprocessing=preprocessing_argument(preprocessing, mode, "compute_stats"),
+                            weights=weights, run=run, **keywords)
     return ref.stats[spec.space(spec.defaults["embedding"])]

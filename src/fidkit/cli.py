@@ -77,9 +77,10 @@ def _non_negative(text: str) -> int:
 def _common(p: argparse.ArgumentParser, comparison: bool = False) -> None:
     variants = "; ".join(f"{s.name}: {', '.join(p.name for p in s.preprocessing)} (default {s.default_preprocessing})"
                          for s in specs())
-    p.add_argument("--mode", default=None, metavar="VARIANT|EXT=VARIANT,...",
-                   help="preprocessing: a variant name (tf, clean, pytorch for Inception) or EXT=VARIANT pairs "
-                        f"({variants}). Defaults to what given statistics record, else each network's default.")
+    p.add_argument("--preprocessing", "--mode", dest="preprocessing", default=None, metavar="NAME|EXT=NAME,...",
+                   help="preprocessing: a name (tf, clean, pytorch for Inception) or EXT=NAME pairs "
+                        f"({variants}). Defaults to what given statistics record, else each network's default. "
+                        "--mode is its older name.")
     p.add_argument("--weights", metavar="PATH|EXT=PATH,...", type=_weights,
                    help="weight file of the Inception network, or EXT=PATH pairs for others (else the "
                         "network's environment variable, the cache, or a download). A file that exists is read "
@@ -194,7 +195,7 @@ def _run_extractors(args) -> int:
 
 
 def _options(args) -> dict:
-    return dict(mode=args.mode, crop=args.crop, weights=args.weights, device=args.device, batch_size=args.batch_size,
+    return dict(preprocessing=args.preprocessing, crop=args.crop, weights=args.weights, device=args.device, batch_size=args.batch_size,
                 workers=args.workers, limit=args.limit, value_range=args.value_range, skip_bad=args.skip_bad,
                 progress=not args.quiet and sys.stderr.isatty(), distributed=args.distributed, clip=_clip(args))
 

@@ -27,7 +27,7 @@ from fidkit.extractors import get_spec
 from fidkit.extractors.runtime import _exact_float32
 from fidkit.metrics.differentiable import FrechetReference, frechet_distance_torch
 from fidkit.stats.moments import FeatureStats
-from fidkit.request import RunOptions, resolve
+from fidkit.request import RunOptions, preprocessing_argument, resolve
 
 __all__ = ["DifferentiableFID"]
 
@@ -39,7 +39,7 @@ class DifferentiableFID(torch.nn.Module):
     :class:`~fidkit.stats.FeatureStats` or :class:`~fidkit.stats.Reference`, or
     images (a folder, archive, array or tensor: their statistics are computed
     once, with the same network and preprocessing).  ``extractor`` (default
-    Inception) and ``mode`` pick the feature space and preprocessing; only
+    Inception) and ``preprocessing`` (``mode`` is its older name) pick the feature space and preprocessing; only
     preprocessing written in torch has a gradient (Inception ``tf``, the
     published protocol and the default, or ``pytorch``; clean-fid's PIL resize
     is refused).  ``value_range`` declares what black and white are in the
@@ -55,9 +55,10 @@ class DifferentiableFID(torch.nn.Module):
     :func:`fidkit.kid_torch` or another loss.
     """
 
-    def __init__(self, reference, *, extractor: str = "inception", mode: str | None = None,
+    def __init__(self, reference, *, extractor: str = "inception", preprocessing: str | None = None,
                  weights: str | os.PathLike | None = None, device=None, value_range=(0, 1),
-                 checkpointing: bool | int = False, dtype: torch.dtype = torch.float64, force: bool = False):
+                 checkpointing: bool | int = False, dtype: torch.dtype = torch.float64, force: bool = False,
+                 mode: str | None = None):
         super().__init__()
         spec = get_spec(extractor)
         if spec.modality != "image":
@@ -67,7 +68,8 @@ class DifferentiableFID(torch.nn.Module):
         self.space = spec.space(self.tap)
         # the same request as evaluate(): the preprocessing given statistics record when no mode is named,
         # provenance and comparability checked once
-        request = resolve(["fd"], [spec], mode, weights=weights, run=RunOptions(device=device),
+        request = resolve(["fd"], [spec], preprocessing_argument(preprocessing, mode, "DifferentiableFID"),
+                          weights=weights, run=RunOptions(device=device),
                           sources=(reference,), force=force)
         source = request.sources[0]
         self.preprocessing = request.preprocessing[spec.name]

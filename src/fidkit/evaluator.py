@@ -33,7 +33,7 @@ from fidkit.engine.state import Side, SideState
 from fidkit.errors import BadInputError
 from fidkit.metrics.catalog import MetricOptions
 from fidkit.report.result import EvalResult
-from fidkit.request import RunKeywords, RunOptions, SourceLike, WeightsLike, resolve
+from fidkit.request import RunKeywords, RunOptions, SourceLike, WeightsLike, preprocessing_argument, resolve
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -61,13 +61,14 @@ class Evaluator:
     how many images go through the network at once (larger ``update`` batches
     are split).  ``distributed`` is ``None`` (combine processes whenever a
     ``torch.distributed`` group is initialised), ``True`` or ``False``.  The
-    remaining keywords are those of :func:`fidkit.evaluate` (``mode``,
+    remaining keywords are those of :func:`fidkit.evaluate` (``preprocessing``,
     ``weights``, ``device``, ``force``, and metric options such as
     ``kid_subsets`` or ``bootstrap``).
     """
 
     def __init__(self, metrics: str | Iterable[str] | None = None, reference: SourceLike = None, *,
-                 features: str | Iterable[str] | None = None, mode: str | Mapping[str, str] | None = None,
+                 features: str | Iterable[str] | None = None,
+                 preprocessing: str | Mapping[str, str] | None = None, mode: str | Mapping[str, str] | None = None,
                  weights: WeightsLike = None, force: bool = False, distributed: bool | None = None, group=None,
                  options: MetricOptions | None = None, run: RunOptions | None = None,
                  **keywords: Unpack[RunKeywords]):
@@ -75,7 +76,8 @@ class Evaluator:
         if "distributed" in keywords:
             raise BadInputError("distributed is the Evaluator's own argument")
         run, overrides = RunOptions.split(run, keywords)
-        request = resolve(metrics, features, mode, weights=weights, options=options, run=run,
+        request = resolve(metrics, features, preprocessing_argument(preprocessing, mode, "Evaluator"),
+                          weights=weights, options=options, run=run,
                           sources=() if reference is None else (reference,), force=force, **overrides)
         self.options = request.options
         self.value_range, self.batch_size, self.force = run.value_range, run.batch_size, force

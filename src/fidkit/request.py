@@ -192,14 +192,15 @@ class Request:
 
 
 def resolve(metrics: str | Iterable[str] | None = None, features: str | Iterable[str] | None = None,
-            mode: str | Mapping[str, str] | None = None, *, weights: WeightsLike = None,
+            preprocessing: str | Mapping[str, str] | None = None, *, weights: WeightsLike = None,
             options: MetricOptions | None = None, run: RunOptions | None = None,
             sources: Iterable[SourceLike] = (), source_names: Iterable[str] | None = None, force: bool = False,
             bootstrap_keeps: bool | None = None, **option_overrides: Any) -> Request:
     """Resolve a request once: parse and validate every argument, open the sources, plan the pass.
 
     ``sources`` are opened in the request's modality with its value range, limit, clip sampling and layout.
-    When ``mode`` is None, each network takes the preprocessing that given statistics record (else its default).
+    When ``preprocessing`` is None, each network takes the preprocessing that given statistics record (else its
+    default).
     ``source_names`` name the arguments the sources came from, for errors (``a (REAL)``).
     """
     if not isinstance(force, bool):
@@ -213,6 +214,7 @@ def resolve(metrics: str | Iterable[str] | None = None, features: str | Iterable
                             f"{', '.join(f.name for f in dataclasses.fields(RunOptions))}; metric options: "
                             f"{', '.join(sorted(declared_options()))}")
     opts = (options or MetricOptions()).replace(**option_overrides)
+    mode = preprocessing
     plan = make_plan(metrics, features, mode, bootstrap=opts.bootstrap > 0 if bootstrap_keeps is None
                      else bootstrap_keeps)
     clip = video_clip(plan, run.clip)
@@ -225,7 +227,7 @@ def resolve(metrics: str | Iterable[str] | None = None, features: str | Iterable
     if mode is None:  # the preprocessing recorded in given statistics, else each extractor's default
         plan.preprocessing.update({e: m for e, m in _recorded_modes(opened).items() if e in plan.preprocessing})
     plan.preprocessing = with_crop(plan.preprocessing, run.crop)
-    preprocessing = {name: get_spec(name).variant(variant) for name, variant in plan.preprocessing.items()}
+    preprocessing = {name: get_spec(name).preprocessing_named(chosen) for name, chosen in plan.preprocessing.items()}
     return Request(plan=plan, preprocessing=preprocessing, weights=_weights_by_extractor(weights, plan),
                    options=opts, run=run, clip=clip, force=force, sources=opened)
 
@@ -282,3 +284,15 @@ def clip_options(clip):
             raise BadInputError(f"clip: unknown option(s) {', '.join(sorted(unknown))}; use length, stride, start")
         return ClipOptions(**clip)
     raise BadInputError(f"clip must be a ClipOptions or a dict of length/stride/start, got {type(clip).__name__}")
+
+
+def preprocessing_argument(preprocessing, mode, where: str):
+    """The ``preprocessing`` a front end was given; ``mode``, its name before fidkit 0.2, still works with a
+    deprecation warning (the concept has one name now: ``preprocessing``, ``--preprocessing``)."""
+    if mode is None:
+        return preprocessing
+    if preprocessing is not None:
+        raise BadInputError(f"{where}: give preprocessing= only (mode= is its older name)")
+    import warnings
+    warnings.warn(f"{where}(mode=...) is now preprocessing=...", DeprecationWarning, stacklevel=3)
+    return mode

@@ -123,7 +123,7 @@ def parse_preprocessing(mode: str | dict | None, extractors: list[ExtractorSpec]
         pass
     elif isinstance(mode, dict):
         for k, v in mode.items():
-            chosen[get_spec(k).name] = get_spec(k).variant(v).name
+            chosen[get_spec(k).name] = get_spec(k).preprocessing_named(v).name
     else:
         bare = []
         for part in str(mode).split(","):
@@ -132,7 +132,7 @@ def parse_preprocessing(mode: str | dict | None, extractors: list[ExtractorSpec]
                 continue
             if "=" in part:
                 k, v = (s.strip() for s in part.split("=", 1))
-                chosen[get_spec(k).name] = get_spec(k).variant(v).name
+                chosen[get_spec(k).name] = get_spec(k).preprocessing_named(v).name
             else:
                 bare.append(part)
         for variant in bare:

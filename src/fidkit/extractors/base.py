@@ -160,7 +160,7 @@ class ExtractorSpec:
         name = self.defaults.get(role)
         return None if name is None else self.tap(name)
 
-    def variant(self, name: str | None) -> Preprocessing:
+    def preprocessing_named(self, name: str | None) -> Preprocessing:
         """The preprocessing called ``name`` (default: this extractor's default); ``NAME+center-crop`` is that
         variant after a centre crop of every image to a square (:func:`center_cropped`)."""
         name = self.default_preprocessing if name is None else name
@@ -170,6 +170,8 @@ class ExtractorSpec:
                 return center_cropped(p) if crop else p
         raise BadInputError(f"unknown preprocessing {name!r} for {self.name}; choose one of "
                             f"{', '.join(p.name for p in self.preprocessing)} (each also as NAME{CENTER_CROP})")
+
+    variant = preprocessing_named   # its name before fidkit 0.2
 
     def space(self, tap: str) -> str:
         """The key of one feature space: ``extractor/tap``."""

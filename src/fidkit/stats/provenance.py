@@ -74,8 +74,8 @@ class Provenance:
                     f"statistics from {p.source or 'a file'} carry no provenance: fidkit cannot check that "
                     "they were computed with the same network, weights, layer and preprocessing; "
                     "the result is only meaningful if they were (Inception statistics of pytorch-fid and dgm-eval "
-                    "match --mode pytorch, clean-fid's mode='clean' files --mode clean, TTUR, ADM, StyleGAN, "
-                    "torch-fidelity and clean-fid's legacy_tensorflow files --mode tf)"
+                    "match --preprocessing pytorch, clean-fid's mode='clean' files --preprocessing clean, TTUR, ADM, "
+                    "StyleGAN, torch-fidelity and clean-fid's legacy_tensorflow files --preprocessing tf)"
                 )
         if self.known and other.known:
             diffs = self.differences(other)
