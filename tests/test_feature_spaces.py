@@ -51,14 +51,14 @@ def test_fd_dinov2_equals_the_definition_on_the_same_features(folders, dinov2_we
 @pytest.mark.slow
 def test_two_networks_share_one_decode_and_give_what_each_gives_alone(folders, both_weights, monkeypatch):
     a, b = folders
-    from fidkit.data import sources
+    from fidkit.data import files  # where folders' images are decoded
     calls = []
-    original = sources.decode_image
+    original = files.decode_image
 
     def counting(data, name):
         calls.append(name)
         return original(data, name)
-    monkeypatch.setattr(sources, "decode_image", counting)
+    monkeypatch.setattr(files, "decode_image", counting)
     together = fidkit.evaluate(a, b, metrics="fd,kd", features="inception,dinov2-vitb14", weights=both_weights,
                                device="cpu", kid_subset_size=5, kid_subsets=3)
     assert len(calls) == 10 + 12  # each image decoded once for both networks

@@ -53,7 +53,7 @@ def test_files_without_provenance_say_which_mode_matches_which_library(folders, 
     np.savez(tmp_path / "pytorch_fid.npz", mu=s.mean, sigma=s.cov)
     r = fidkit.fid(tmp_path / "pytorch_fid.npz", b, weights=weights, device="cpu")
     note = next(w for w in r.warnings if "carry no provenance" in w)
-    assert "pytorch-fid" in note and "--mode pytorch" in note and "--mode clean" in note
+    assert "pytorch-fid" in note and "--preprocessing pytorch" in note and "--preprocessing clean" in note
 
 
 def test_cached_files_are_checked_against_the_full_published_hash(isolated_cache, weights, monkeypatch):

@@ -19,7 +19,7 @@ from conftest import smooth_images, write_folder
 @pytest.fixture
 def counted(monkeypatch):
     counts = {"plan": 0, "variant": 0, "provenance": {}, "check": 0}
-    make_plan, variant, spec_provenance = plan_module.make_plan, base.ExtractorSpec.variant, \
+    make_plan, variant, spec_provenance = plan_module.make_plan, base.ExtractorSpec.preprocessing_named, \
         base.ExtractorSpec.provenance
     check = provenance_module.Provenance.check_comparable
 
@@ -42,7 +42,7 @@ def counted(monkeypatch):
 
     import fidkit.request as request_module
     monkeypatch.setattr(request_module, "make_plan", counting_plan)
-    monkeypatch.setattr(base.ExtractorSpec, "variant", counting_variant)
+    monkeypatch.setattr(base.ExtractorSpec, "preprocessing_named", counting_variant)
     monkeypatch.setattr(base.ExtractorSpec, "provenance", counting_provenance)
     monkeypatch.setattr(provenance_module.Provenance, "check_comparable", counting_check)
     return counts
@@ -93,7 +93,7 @@ def test_a_bad_value_range_is_refused_for_every_source_kind(value_range, tmp_pat
     (dict(crop="left"), "crop='left'"),
     (dict(device="meta"), "device 'meta'"),
     (dict(layout="NHWC"), "layout='NHWC'"),
-    (dict(kid_subset=3), "unknown keyword"),
+    (dict(kid_subset=3), "unknown option"),
 ])
 def test_run_options_are_validated_before_any_work(keywords, message, tmp_path):
     folder = write_folder(tmp_path / "imgs", smooth_images(3, 32, seed=0))

@@ -173,7 +173,7 @@ def compute_reference(source: SourceLike, *, keep_features: bool = False, spatia
     """
     run, overrides = RunOptions.split(run, keywords)
     if overrides:
-        raise BadInputError(f"compute_reference computes no metric; unknown keyword(s) {', '.join(sorted(overrides))}")
+        raise BadInputError(f"compute_reference computes no metric; unknown option(s) {', '.join(sorted(overrides))}")
     if isinstance(features, bool):
         warnings.warn("compute_reference(features=True/False) is now keep_features=...; features= names the "
                       "networks, as in evaluate()", DeprecationWarning, stacklevel=2)

@@ -210,7 +210,7 @@ def resolve(metrics: str | Iterable[str] | None = None, features: str | Iterable
         raise BadInputError(f"options must be a MetricOptions, got {type(options).__name__}")
     unknown = sorted(set(option_overrides) - set(declared_options()))
     if unknown:
-        raise BadInputError(f"unknown keyword(s) {', '.join(unknown)}; run options: "
+        raise BadInputError(f"unknown option(s) {', '.join(unknown)}; run options: "
                             f"{', '.join(f.name for f in dataclasses.fields(RunOptions))}; metric options: "
                             f"{', '.join(sorted(declared_options()))}")
     opts = (options or MetricOptions()).replace(**option_overrides)

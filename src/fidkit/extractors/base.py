@@ -171,7 +171,9 @@ class ExtractorSpec:
         raise BadInputError(f"unknown preprocessing {name!r} for {self.name}; choose one of "
                             f"{', '.join(p.name for p in self.preprocessing)} (each also as NAME{CENTER_CROP})")
 
-    variant = preprocessing_named   # its name before fidkit 0.2
+    def variant(self, name: str | None) -> Preprocessing:
+        """:meth:`preprocessing_named`, by its name before fidkit 0.2."""
+        return self.preprocessing_named(name)
 
     def space(self, tap: str) -> str:
         """The key of one feature space: ``extractor/tap``."""

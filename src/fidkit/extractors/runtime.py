@@ -114,7 +114,7 @@ class Extractor:
 
     def provenance(self, mode: str | None = None, layer: str | None = None, source: str | None = None) -> Provenance:
         layer = layer if layer is not None else self.spec.defaults["embedding"]
-        return self.spec.provenance(self.weights_sha256, layer, self.spec.variant(mode).name, source)
+        return self.spec.provenance(self.weights_sha256, layer, self.spec.preprocessing_named(mode).name, source)
 
     @torch.inference_mode()
     def __call__(self, batch: torch.Tensor, taps=None) -> dict[str, torch.Tensor]:
