@@ -37,6 +37,7 @@ normalisation.  The network was trained on 16-frame clips.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from functools import partial
 
@@ -256,6 +257,36 @@ def load_videomae_state_dict(net: VideoMAEv2, state: dict[str, torch.Tensor], so
     net.load_state_dict({k: v.to(torch.float32) for k, v in state.items()}, strict=True, assign=on_meta)
 
 
+#: Classes of the SSv2 head the published file carries (dropped on load)
+SSV2_CLASSES = 174
+
+
+def random_videomae_state_dict(seed: int = 0, cfg: VideoMAEv2Config = GIANT) -> dict[str, torch.Tensor]:
+    """Random weights with the keys, shapes and dtype of the published file's ``module`` entry (float16, the SSv2
+    classifier included), at a scale that keeps tokens O(1): LayerNorm scales near 1, matrices ~ 1/sqrt(fan-in),
+    biases clearly non-zero.  Built tensor by tensor (the giant network is 1B parameters, 2 GB in float16)."""
+    g = torch.Generator().manual_seed(seed)
+    shapes = {k: tuple(v.shape) for k, v in VideoMAEv2(cfg, device="meta").state_dict().items()}
+    shapes.update({"head.weight": (SSV2_CLASSES, cfg.embed_dim), "head.bias": (SSV2_CLASSES,)})
+    state = {}
+    for name, shape in shapes.items():
+        if "norm" in name and name.endswith("weight"):
+            t = 1 + 0.1 * torch.randn(shape, generator=g)
+        elif len(shape) >= 2:
+            t = torch.randn(shape, generator=g) * (1.5 / math.prod(shape[1:]) ** 0.5)
+        else:
+            t = 0.2 * torch.randn(shape, generator=g)
+        state[name] = t.to(torch.float16)
+    return state
+
+
+def write_random_videomae_weights(path: str | os.PathLike, seed: int = 0,
+                                  cfg: VideoMAEv2Config = GIANT) -> str:
+    """Random weights saved as the published ``vit_g_hybrid_pt_1200e_ssv2_ft.pth`` is: ``{"module": state}``."""
+    torch.save({"module": random_videomae_state_dict(seed, cfg)}, path)
+    return str(path)
+
+
 # ---------------------------------------------------------------------------
 # Preprocessing
 # ---------------------------------------------------------------------------
@@ -295,4 +326,5 @@ SPEC = register(ExtractorSpec(
     preprocessing=PREPROCESSING, default_preprocessing="cd-fvd", weights=WEIGHTS,
     build=partial(VideoMAEv2.from_state_dict, GIANT), identity="videomae-v2-g-ssv2", key="videomae",
     modality="video", aliases=("videomae",), read_weights=read_videomae_state_dict,
+    random_weights=write_random_videomae_weights,
 ))
