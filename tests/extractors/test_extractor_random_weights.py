@@ -15,7 +15,8 @@ from fidkit.extractors import Extractor, get_spec, specs
 from helpers import moving_clips, smooth_images
 
 def test_every_registered_network_declares_random_weights():
-    assert {s.name for s in specs() if s.random_weights is None} == set()
+    # networks given in memory (custom_extractor, registered by other tests) have no published file to imitate
+    assert {s.name for s in specs() if s.random_weights is None and s.weights is not None} == set()
 
 
 def test_videomae_writes_the_published_layout(tmp_path):
