@@ -34,7 +34,9 @@ def _package(x: np.ndarray, q: float = 1.0) -> float:
 def test_equals_the_vendi_score_package(n, d, q):
     rng = np.random.default_rng(n + d)
     x = rng.normal(size=(n, d)) @ rng.normal(size=(d, d)) + rng.normal(size=d)  # correlated, off-centre
-    assert vendi_score(x, q=q) == pytest.approx(_package(x, q), rel=1e-9)
+    # float64 routes through different eigen-solvers (d x d here, n x n in the package): at q < 1 the rounding
+    # noise of the zero eigenvalues (rank n < d) enters through p**q, so agreement is ~1e-9, BLAS-order dependent
+    assert vendi_score(x, q=q) == pytest.approx(_package(x, q), rel=1e-7)
     assert vendi_score(x.astype(np.float32), q=q) == pytest.approx(_package(x.astype(np.float32), q), rel=1e-5)
 
 
