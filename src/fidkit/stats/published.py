@@ -114,13 +114,9 @@ def read_published(path: str | os.PathLike, fmt: str, *, spaces: dict[str, Prove
 
 
 def guess_format(path: str | os.PathLike) -> str | None:
-    """The format of a ``.pkl``/``.pth``/``.pt`` file when it can be told safely (the file is read as data, never
-    executed), else ``None``."""
-    path = Path(path)
-    try:
-        data = load_file(path)
-    except BadInputError:
-        return None
+    """The format of a ``.pkl``/``.pth``/``.pt`` file when its layout tells it (the file is read as data, never
+    executed), else ``None``.  A file the allow-list refuses is a :class:`~fidkit._safe_pickle.RefusedPickleError`."""
+    data = load_file(Path(path))
     if isinstance(data, dict):
         if isinstance(data.get("fid"), dict) or isinstance(data.get("fd_dinov2"), dict):
             return "edm2-pkl"
