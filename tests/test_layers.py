@@ -13,7 +13,7 @@ PACKAGE = Path(fidkit.__file__).parent
 
 #: Lowest first.  A module may import from its own layer and the layers below it.
 LAYERS = [
-    {"_version", "errors", "_io", "cache"},   # foundations
+    {"_version", "errors", "_io", "cache", "_safe_pickle"},   # foundations
     {"stats"},                                # streaming moments, provenance, statistics files
     {"data"},                                 # sources, decoding
     {"extractors"},                           # networks as declared plug-ins

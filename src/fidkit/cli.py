@@ -26,6 +26,7 @@ from fidkit.data.sources import VALUE_RANGES
 from fidkit.errors import (BadInputError, FidkitError, FidkitWarning, IncomparableStatsError, OutputError,
                            WeightsUnavailableError)
 from fidkit.extractors import specs
+from fidkit.stats.published import FORMATS, convert_published
 from fidkit.stats.reference import npz_path
 
 EXIT_CODES = {BadInputError: 2, IncomparableStatsError: 3, WeightsUnavailableError: 4, OutputError: 5}
@@ -171,7 +172,31 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
 
     sub.add_parser("extractors", help="list the feature extractors, their taps, preprocessing and weight files")
+    _convert_parser(sub)
     return parser
+
+
+def _convert_parser(sub) -> None:
+    p = sub.add_parser("convert", help="convert a published statistics file (EDM2 .pkl, cd-FVD .pkl, torch-fidelity "
+                                       "cache, .pth, ...) into fidkit's no-pickle .npz",
+                       description="Pickles are read with an allow-list (numpy arrays, tensors, containers) and "
+                                   "never executed. Formats: " + "; ".join(f"{k}: {v}" for k, v in FORMATS.items()))
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--format", dest="fmt", required=True, choices=sorted(FORMATS), metavar="FMT",
+                   help="the publisher's layout: " + ", ".join(FORMATS))
+    p.add_argument("-o", "--output", required=True, metavar="OUT.npz", help="where to write fidkit's .npz")
+    p.add_argument("--normaliser", choices=("n-1", "n"), default="n-1",
+                   help="what the file's covariance is divided by (default n-1, as np.cov); 'n' is converted "
+                        "exactly with the file's N or --n")
+    p.add_argument("--n", dest="n", type=_positive, default=None, help="the sample count, when the file has none")
+    p.add_argument("--url", default=None, help="where the file was downloaded from (recorded in the output)")
+
+
+def _run_convert(args) -> int:
+    _check_target(args.output, "-o")
+    out = convert_published(args.file, args.fmt, args.output, n=args.n, normaliser=args.normaliser, url=args.url)
+    print(f"wrote {out} ({args.fmt} from {args.file})")
+    return 0
 
 
 def _run_extractors(args) -> int:
@@ -410,7 +435,8 @@ def main(argv: list[str] | None = None) -> int:
             dist.destroy_process_group()
 
 
-_COMMANDS = {"fid": _run_fid, "eval": _run_eval, "stats": _run_stats, "extractors": _run_extractors}
+_COMMANDS = {"fid": _run_fid, "eval": _run_eval, "stats": _run_stats, "extractors": _run_extractors,
+             "convert": _run_convert}
 
 if __name__ == "__main__":
     sys.exit(main())

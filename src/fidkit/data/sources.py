@@ -28,6 +28,7 @@ import torch
 
 import fidkit.cache as cache
 from fidkit.errors import BadInputError
+from fidkit.stats.published import FORMATS, guess_format, read_published
 from fidkit.stats.reference import Reference
 from fidkit.stats.moments import FeatureStats
 from fidkit.data.source import (FeaturesSource, ImageSource, Loaded, Loader, NUMPY_FILE_ERRORS, SHOWN_NAMES, Source,
@@ -78,6 +79,8 @@ def _holds_statistics_or_features(path: Path) -> bool:
     status = path_status(path, str(path))
     if status is None:
         return cache.is_stats_name(str(path))
+    if name.endswith(_PUBLISHED) and not stat.S_ISDIR(status.st_mode):
+        return True
     if stat.S_ISDIR(status.st_mode) or not name.endswith((".npz", ".npy")):
         return False
     try:
@@ -119,4 +122,21 @@ def _open_path(path: Path, text: str, value_range, limit) -> Source:
         except NUMPY_FILE_ERRORS as e:
             raise BadInputError(f"{printable(str(path))}: cannot read .npy ({type(e).__name__}: {e})") from e
         return _array_file(arr, printable(str(path)), value_range, limit)
-    raise BadInputError(f"{printable(str(path))}: unsupported file type; expected a folder, .zip, .tar, .npz or .npy")
+    if name.endswith(_PUBLISHED):
+        return _published(path)
+    raise BadInputError(f"{printable(str(path))}: unsupported file type; expected a folder, .zip, .tar, .npz, .npy, "
+                        "or published statistics (.pkl, .pth, .pt)")
+
+
+_PUBLISHED = (".pkl", ".pth", ".pt")
+
+
+def _published(path: Path) -> StatsSource:
+    """A publisher's statistics pickle or ``torch.save`` file, read as data (never executed) when its layout
+    tells its format; anything else is left to ``fidkit convert``, which is told the format."""
+    fmt = guess_format(path)
+    if fmt is None:
+        raise BadInputError(f"{printable(str(path))}: fidkit cannot tell which publisher's layout this file has; "
+                            f"run 'fidkit convert FILE --format FMT -o OUT.npz' (FMT one of {', '.join(FORMATS)}) "
+                            "and use OUT.npz")
+    return StatsSource(f"{printable(str(path))} ({fmt})", read_published(path, fmt))

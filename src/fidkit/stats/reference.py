@@ -14,6 +14,8 @@ other tools):
 ``SPACE/n``, ``SPACE/provenance``
 ``SPACE/features``                       per-sample features, float32 (KID, precision/recall, CMMD)
 ``format``                               ``fidkit-stats-v2``
+``origin``                               where a converted file came from (JSON: the publisher's
+                                         format, the source file's sha256, name and URL); optional
 =======================================  =====================================================
 
 Files of fidkit 0.1 (``fidkit-stats-v1``, ``features_pool3``) and files
@@ -24,6 +26,7 @@ provenance) load too.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import sys
 from pathlib import Path
@@ -60,6 +63,9 @@ class Reference:
     stats: dict[str, FeatureStats]
     features: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     description: str = "reference"
+    #: where the statistics were converted from (:func:`fidkit.stats.published.convert_published`: the publisher's
+    #: ``format``, the source file's ``sha256``, ``file`` and ``url``); ``None`` for statistics fidkit computed
+    origin: dict | None = None
 
     @property
     def spaces(self) -> list[str]:
@@ -83,6 +89,8 @@ class Reference:
                 arrays[n] = np.array(s.n, dtype=np.int64)
         for space, f in self.features.items():
             arrays[f"{space}/features"] = np.asarray(f, dtype=np.float32)
+        if self.origin is not None:
+            arrays["origin"] = np.array(json.dumps(self.origin, sort_keys=True))
         with atomic_write(path) as out:
             np.savez(out, **arrays)
         return path
@@ -158,7 +166,8 @@ class Reference:
             if st is not None:
                 _check_features_match(f, st, key, _keys(space), source)
             loaded[space] = f
-        return cls(stats, loaded, source)
+        origin = _origin(z, source) if "origin" in files else None
+        return cls(stats, loaded, source, origin)
 
 
 def _real_array(z, key: str, source: str) -> np.ndarray:
@@ -189,6 +198,19 @@ def _provenance(z, key: str, source: str) -> Provenance:
         return Provenance.from_json(str(a.reshape(()).item()))
     except BadInputError as e:
         raise BadInputError(f"{source}: '{key}': {e}") from None
+
+
+def _origin(z, source: str) -> dict:
+    a = z["origin"]
+    if a.dtype.kind != "U" or a.size != 1 or a.ndim > 1:
+        raise BadInputError(f"{source}: 'origin' must be one JSON string, got shape {a.shape} dtype {a.dtype}")
+    try:
+        d = json.loads(str(a.reshape(()).item()))
+    except ValueError as e:
+        raise BadInputError(f"{source}: 'origin' is not valid JSON ({e})") from None
+    if not isinstance(d, dict):
+        raise BadInputError(f"{source}: 'origin' is a JSON {type(d).__name__}, not an object")
+    return d
 
 
 def _check_features_match(f: np.ndarray, st: FeatureStats, key: str, keys: tuple[str, ...], source: str) -> None:
