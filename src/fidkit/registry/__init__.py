@@ -34,9 +34,10 @@ def references() -> list[PublishedReference]:
 
 
 def lookup(name: str) -> PublishedReference | None:
-    if name in _BUILTIN:
-        return _BUILTIN[name]
-    return next((e for e in user_entries(_BUILTIN) if e.name == name), None)
+    """The entry called ``name``, or None.  The user's files are read (and validated) every time, so an entry
+    that would shadow a built-in one is an error here too, never silently ignored."""
+    users = user_entries(_BUILTIN)
+    return _BUILTIN.get(name) or next((e for e in users if e.name == name), None)
 
 
 def close_names(name: str, n: int = 5) -> list[str]:
