@@ -276,6 +276,7 @@ def test_two_published_files_computed_differently_are_refused_with_the_reason(se
     assert "adm_in256_stats.npz" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_name_is_a_source_of_evaluate_and_of_the_cli(server, isolated_cache, folders, weights, folders_fid,
                                                         capsys):
     a, b = folders

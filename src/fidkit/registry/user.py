@@ -15,7 +15,6 @@ JSON: ``{"reference": [{...}, ...]}`` or a list of entries.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import tomllib
@@ -32,15 +31,14 @@ _OPTIONAL_TEXT = ("coverage", "sha256", "clip")
 
 
 def user_files() -> list[Path]:
-    """The user files that exist, in the order they are read."""
-    paths = [cache.cache_dir() / "references.toml", cache.cache_dir() / "references.json"]
-    paths += [Path(p).expanduser() for p in os.environ.get(ENV, "").split(os.pathsep) if p.strip()]
-    found = []
-    for p in paths:
-        if p.is_file():
+    """The user files that exist, in the order they are read; a file ``$FIDKIT_REFERENCES`` names must exist."""
+    found = [p for p in (cache.cache_dir() / "references.toml", cache.cache_dir() / "references.json") if p.is_file()]
+    for text in os.environ.get(ENV, "").split(os.pathsep):
+        if text.strip():
+            p = Path(text.strip()).expanduser()
+            if not p.is_file():
+                raise BadInputError(f"${ENV}: {p} is not a file of reference entries")
             found.append(p)
-        elif str(p) in os.environ.get(ENV, "") and not p.exists():
-            raise BadInputError(f"${ENV}: {p} does not exist")
     return found
 
 
@@ -78,7 +76,7 @@ def _entry(item, where: str, path: Path) -> PublishedReference:
         v = values.get(field)
         if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
             raise BadInputError(f"{where}: field {field!r} must be a whole number (leave it out when not stated)")
-    for field, f in FIELDS.items():
+    for field in FIELDS:
         v = values.get(field)
         if v is not None and field not in _INT_FIELDS + _TUPLE_FIELDS and not isinstance(v, str):
             raise BadInputError(f"{where}: field {field!r} must be text")
@@ -89,11 +87,7 @@ def _entry(item, where: str, path: Path) -> PublishedReference:
     if values.get("sha256"):
         values["sha256"] = values["sha256"].strip().lower()
     values["origin"] = str(path)
-    entry = PublishedReference(**{k: v for k, v in values.items() if k in FIELDS})
-    try:
-        return check(entry, str(path))
-    except BadInputError as e:
-        raise BadInputError(str(e).replace(f"{path}: entry", f"{path}: entry", 1)) from None
+    return check(PublishedReference(**{k: v for k, v in values.items() if k in FIELDS}), str(path))
 
 
 def user_entries(builtin: dict[str, PublishedReference]) -> list[PublishedReference]:
@@ -107,7 +101,3 @@ def user_entries(builtin: dict[str, PublishedReference]) -> list[PublishedRefere
                 raise BadInputError(f"{path}: entry {e.name!r}: already declared in {out[e.name].origin}")
             out[e.name] = e
     return list(out.values())
-
-
-def replace_origin(e: PublishedReference, origin: str) -> PublishedReference:
-    return dataclasses.replace(e, origin=origin)
