@@ -12,7 +12,9 @@ checksum).  Users add entries in ``<cache>/references.toml`` or files named by `
 from __future__ import annotations
 
 import difflib
+from typing import NoReturn
 
+from fidkit.errors import BadInputError
 from fidkit.registry.builtin import BUILTIN
 from fidkit.registry.entry import FORMATS, METRIC_NEEDS, NETWORKS, PublishedReference, check, problems
 from fidkit.registry.files import MIRROR_ENV, cache_path, check_sha256, fetch, read, read_record, record_path
@@ -21,7 +23,8 @@ from fidkit.registry.user import user_entries, user_files
 from fidkit.stats.reference import Reference
 
 __all__ = ["PublishedReference", "lookup", "references", "open_published", "fetch", "close_names", "cached",
-           "FORMATS", "METRIC_NEEDS", "NETWORKS", "MIRROR_ENV", "USER_ENV", "problems", "user_files"]
+           "cache_path", "record_path", "check_sha256", "FORMATS", "METRIC_NEEDS", "NETWORKS", "MIRROR_ENV",
+           "USER_ENV", "problems", "user_files"]
 
 _BUILTIN = {e.name: check(e, "fidkit.registry.builtin") for e in BUILTIN}
 if len(_BUILTIN) != len(BUILTIN):  # two generated entries with one name would hide one of them
@@ -56,8 +59,7 @@ def open_published(name: str, *, sha256: str | None = None, download: bool | Non
     registry name).  Usable wherever a source is: ``fidkit.evaluate(open_published("imagenet256-adm"), ...)``."""
     entry = lookup(name)
     if entry is None:
-        hint = close_names(name)
-        raise_unknown(name, hint)
+        raise_unknown(name, close_names(name))
     path, digest, record = fetch(entry, sha256=sha256, download_allowed=download)
     ref = read(entry, path, digest)
     ref.description = describe(entry, digest, record)
@@ -70,7 +72,6 @@ def describe(entry: PublishedReference, digest: str, record: dict) -> str:
     return f"{entry.name} ({entry.filename}, sha256 {digest}, {how})"
 
 
-def raise_unknown(name: str, hint: list[str]):
-    from fidkit.errors import BadInputError
+def raise_unknown(name: str, hint: list[str]) -> NoReturn:
     raise BadInputError(f"{name!r} is not a published reference in fidkit's registry"
                         + (f"; close names: {', '.join(hint)}" if hint else "") + " (list them: fidkit refs)")

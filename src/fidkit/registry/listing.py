@@ -62,7 +62,7 @@ def entry_lines(row: dict[str, Any]) -> list[str]:
     if row.get("clip"):
         lines.append(f"  clip sampling:         {row['clip']}")
     lines.append(f"  sha256 pinned:         {row['sha256'] or 'no (none published; recorded at first download)'}")
-    lines.append(f"  cache:                 " + (f"sha256 {record['sha256']} ({record.get('how', '')} "
+    lines.append("  cache:                 " + (f"sha256 {record['sha256']} ({record.get('how', '')} "
                                                  f"{record.get('recorded', '')}, from {record.get('url', '')})"
                                                  if record else "not downloaded yet"))
     if row["notes"]:
