@@ -13,8 +13,9 @@ PACKAGE = Path(fidkit.__file__).parent
 
 #: Lowest first.  A module may import from its own layer and the layers below it.
 LAYERS = [
-    {"_version", "errors", "_io", "cache", "_safe_pickle"},   # foundations
+    {"_version", "errors", "_io", "cache", "_safe_pickle", "_download"},   # foundations
     {"stats"},                                # streaming moments, provenance, statistics files
+    {"registry"},                             # published reference statistics: entries, downloads, first-use sha256
     {"data"},                                 # sources, decoding
     {"extractors"},                           # networks as declared plug-ins
     {"metrics"},                              # pure functions of statistics and features, declared plug-ins

@@ -1,13 +1,14 @@
 """``fidkit`` command line: parses arguments, calls the API, prints.
 
 Exit status: 0 success, 2 bad input or usage, 3 incomparable statistics,
-4 weights unavailable, 5 result printed but not written.
+4 weights or published statistics unavailable, 5 result printed but not written.
 """
 
 from __future__ import annotations
 
 import argparse
 import codecs
+import fnmatch
 import json
 import os
 import sys
@@ -24,12 +25,15 @@ from fidkit.report import text
 from fidkit.cache import checkpoints_dir, named_stats_path
 from fidkit.data.sources import VALUE_RANGES
 from fidkit.errors import (BadInputError, FidkitError, FidkitWarning, IncomparableStatsError, OutputError,
-                           WeightsUnavailableError)
+                           ReferenceUnavailableError, WeightsUnavailableError)
 from fidkit.extractors import specs
 from fidkit.stats.published import FORMATS, convert_published
+from fidkit.registry import cache_path, cached, close_names, lookup, raise_unknown, references
+from fidkit.registry.listing import entry_lines, table_lines
 from fidkit.stats.reference import npz_path
 
-EXIT_CODES = {BadInputError: 2, IncomparableStatsError: 3, WeightsUnavailableError: 4, OutputError: 5}
+EXIT_CODES = {BadInputError: 2, IncomparableStatsError: 3, WeightsUnavailableError: 4, ReferenceUnavailableError: 4,
+              OutputError: 5}
 
 
 def _value_range(text: str) -> tuple[float, float]:
@@ -112,6 +116,9 @@ def _common(p: argparse.ArgumentParser, comparison: bool = False) -> None:
                        help="discard the saved progress of an interrupted run with the same sources, start over")
         p.add_argument("--force", action="store_true", help="compare statistics even if their provenance differs")
         p.add_argument("--log", metavar="FILE", help="append one JSON line per run to FILE")
+        p.add_argument("--sha256", metavar="HEX|NAME=HEX,...", default=None,
+                       help="the sha256 a published reference's file must have (the side that is a registry "
+                            "name, or NAME=HEX pairs); else the sha256 recorded at its first download is checked")
 
 
 _KEEP = object()  # `fidkit stats --features` without a value: the old spelling of --keep-features
@@ -173,6 +180,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("extractors", help="list the feature extractors, their taps, preprocessing and weight files")
     _convert_parser(sub)
+
+    p = sub.add_parser("refs", help="list the published reference statistics usable by name",
+                       description="Published reference statistics: what each holds, how it was made, its URL and "
+                                   "licence, and whether it is in the cache with the sha256 recorded at first use.")
+    p.add_argument("name", nargs="?", metavar="NAME|PATTERN",
+                   help="one entry in full, or a shell pattern (imagenet*) to list some")
+    p.add_argument("--json", action="store_true", help="print JSON")
     return parser
 
 
@@ -265,8 +279,53 @@ def _start_distributed(args) -> bool:
     return started
 
 
+def _published_sides(args) -> None:
+    """``--sha256``: open the side(s) named by a registry name here, checked against the given hash."""
+    if args.sha256 is None:
+        return
+    from fidkit.data.sources import open_named
+    names = [s for s in (args.a, args.b) if not os.path.exists(s) and lookup(s) is not None]
+    pairs = dict(p.split("=", 1) for p in args.sha256.split(",")) if "=" in args.sha256 else None
+    if pairs is None:
+        if len(names) != 1:
+            raise BadInputError(f"--sha256 {args.sha256}: it applies to the side that is a published reference "
+                                f"name; {'both sides are' if names else 'neither side is'} (use NAME=HEX)")
+        pairs = {names[0]: args.sha256}
+    for name in pairs:
+        if name not in names:
+            raise BadInputError(f"--sha256 {name}=...: {name!r} is not a side of this comparison that names a "
+                                "published reference")
+    args.a, args.b = (open_named(s, sha256=pairs[s]).reference if s in pairs else s for s in (args.a, args.b))
+
+
+def _run_refs(args) -> int:
+    entries = references()
+    if args.name and any(c in args.name for c in "*?["):
+        entries = [e for e in entries if fnmatch.fnmatchcase(e.name, args.name)]
+    elif args.name:
+        entry = lookup(args.name)
+        if entry is None:
+            raise_unknown(args.name, close_names(args.name))
+        entries = [entry]
+    rows = [dict(e.to_dict(), filename=e.filename, cached=_cached_record(e)) for e in entries]
+    if args.json:
+        print(json.dumps(rows if not args.name or len(rows) != 1 or "*" in args.name else rows[0], indent=1))
+        return 0
+    if args.name and len(rows) == 1 and not any(c in args.name for c in "*?["):
+        print("\n".join(entry_lines(rows[0])))
+    else:
+        print("\n".join(table_lines(rows)))
+    return 0
+
+
+def _cached_record(entry) -> dict | None:
+    record = cached(entry)
+    return None if record is None or not cache_path(entry).is_file() else record
+
+
 def _run_fid(args) -> int:
     _check_target(args.log, "--log")
+    _published_sides(args)
     result = evaluate(args.a, args.b, metrics=("fid",), force=args.force, **_resume(args), **_options(args))
     record = result.to_dict()
     if args.json:
@@ -281,6 +340,7 @@ def _run_fid(args) -> int:
 
 def _run_eval(args) -> int:
     _check_target(args.log, "--log")
+    _published_sides(args)
     result = evaluate(args.a, args.b, metrics=args.metrics, features=args.features, force=args.force, **_resume(args),
                       **{name: getattr(args, name) for name in declared_options()
                          if getattr(args, name) is not None},
@@ -307,6 +367,9 @@ def _run_stats(args) -> int:
     if args.features is not None and args.extractors is not None:
         raise BadInputError("give the networks once: --features EXT,... (--extractors is its older name)")
     args.features = args.features if args.features is not None else args.extractors
+    if args.name and lookup(args.name) is not None:
+        raise BadInputError(f"--name {args.name}: a published reference of fidkit's registry has this name "
+                            "(fidkit refs); choose another, so that the name keeps meaning one thing")
     if args.output:
         write_target(args.output, "-o")  # '-o /dev/full' is refused, not turned into /dev/full.npz
     if args.output and npz_path(args.output) != Path(args.output):
@@ -436,7 +499,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 _COMMANDS = {"fid": _run_fid, "eval": _run_eval, "stats": _run_stats, "extractors": _run_extractors,
-             "convert": _run_convert}
+             "convert": _run_convert, "refs": _run_refs}
 
 if __name__ == "__main__":
     sys.exit(main())

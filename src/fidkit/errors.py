@@ -23,3 +23,8 @@ class OutputError(FidkitError):
 
 class FidkitWarning(UserWarning):
     """A number was computed but something about it deserves attention."""
+
+
+class ReferenceUnavailableError(FidkitError):
+    """Published reference statistics are missing from the cache, could not be downloaded, or their file differs
+    from the sha256 recorded at first use (or pinned); the message names the file, the URL and the cache path."""

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 import fidkit.cache as cache
+import fidkit.registry as registry
 from fidkit.errors import BadInputError
 from fidkit.stats.published import FORMATS, guess_format, read_published
 from fidkit.stats.reference import Reference
@@ -95,16 +96,35 @@ def _holds_statistics_or_features(path: Path) -> bool:
     except (NUMPY_FILE_ERRORS + (BadInputError,)):
         return False  # the video reader names the problem
 
+def open_named(name: str, *, sha256: str | None = None) -> StatsSource:
+    """Statistics saved with ``fidkit stats --name``, or a published reference of the registry.  A name that is
+    both is refused rather than resolved silently one way; ``sha256`` (``--sha256``) checks a published file."""
+    named = cache.named_stats_path(name)
+    entry = registry.lookup(name)
+    if named.is_file() and entry is not None:
+        raise BadInputError(f"{printable(name)} is both statistics you saved ({named}) and a published reference "
+                            f"({entry.url}); pass the path {named} for yours, or rename that file to use the "
+                            "published one")
+    if named.is_file():
+        if sha256 is not None:
+            raise BadInputError(f"--sha256 checks published references; {printable(name)} is statistics you saved")
+        return StatsSource(f"{printable(name)} ({named})", Reference.load(named))
+    if entry is not None:
+        ref = registry.open_published(name, sha256=sha256)
+        return StatsSource(ref.description, ref)
+    names = cache.list_named_stats()
+    close = registry.close_names(name)
+    hint = (f"; saved names: {', '.join(names)}" if names else "") + \
+        (f"; published references with close names: {', '.join(close)} (all: fidkit refs)" if close else "")
+    raise BadInputError(f"{printable(name)}: no such file, folder or saved statistics name, nor a published "
+                        f"reference{hint}")
+
+
 def _open_path(path: Path, text: str, value_range, limit) -> Source:
     status = path_status(path, text)
     if status is None:
         if cache.is_stats_name(text):
-            named = cache.named_stats_path(text)
-            if named.is_file():
-                return StatsSource(f"{printable(text)} ({named})", Reference.load(named))
-            names = cache.list_named_stats()
-            hint = f"; saved names: {', '.join(names)}" if names else ""
-            raise BadInputError(f"{printable(text)}: no such file, folder or saved statistics name{hint}")
+            return open_named(text)
         raise BadInputError(f"{printable(text)}: no such file or folder")
     if stat.S_ISDIR(status.st_mode):
         return _folder(path, limit)

@@ -16,15 +16,12 @@ provenance.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import re
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import fidkit.cache as cache
-from fidkit._io import atomic_write
+from fidkit._download import DownloadError, download, downloads_allowed, sha256_of
 from fidkit.errors import WeightsUnavailableError
 
 _HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,64})\.[A-Za-z0-9]+$")
@@ -46,22 +43,6 @@ class WeightSpec:
     def cache_path(self) -> Path:
         return cache.weights_dir() / self.filename
 
-
-
-_sha_cache: dict[tuple[str, int, int], str] = {}
-
-
-def sha256_of(path: str | os.PathLike) -> str:
-    path = Path(path)
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _sha_cache:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        _sha_cache[key] = h.hexdigest()
-    return _sha_cache[key]
 
 
 def check_hash(path: Path, expected: str | None) -> str:
@@ -88,30 +69,27 @@ def resolve(spec: WeightSpec, path: str | os.PathLike | None = None, *, download
         if candidate.is_file():
             return candidate, check_hash(candidate, spec.sha256)  # the full published hash
     if download is None:
-        download = os.environ.get("FIDKIT_OFFLINE", "") not in ("1", "true", "yes")
+        download = downloads_allowed()
     if not download:
         raise _offline_error(spec, "downloads are disabled (FIDKIT_OFFLINE is set)")
     return fetch(spec)
 
 
 def fetch(spec: WeightSpec, url: str | None = None, timeout: float = 60.0) -> tuple[Path, str]:
-    """Download ``spec`` into the cache: temp file, hash check, then rename."""
+    """Download ``spec`` into the cache (:func:`fidkit._download.download`: temp file, hash check, then rename)."""
     url = url or spec.url
-    dest = spec.cache_path
+
+    def published_hash(digest: str) -> None:
+        if not digest.startswith(spec.sha256):
+            raise WeightsUnavailableError(
+                f"download from {url} has sha256 {digest[:16]}…, expected {spec.sha256[:16]}…; "
+                "nothing was saved (a proxy page or a truncated transfer?)")
+
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, atomic_write(dest) as out:
-            h = hashlib.sha256()
-            for chunk in iter(lambda: response.read(1 << 20), b""):
-                h.update(chunk)
-                out.write(chunk)
-            digest = h.hexdigest()
-            if not digest.startswith(spec.sha256):
-                raise WeightsUnavailableError(
-                    f"download from {url} has sha256 {digest[:16]}…, expected {spec.sha256[:16]}…; "
-                    "nothing was saved (a proxy page or a truncated transfer?)")
-    except (urllib.error.URLError, OSError, ValueError) as e:
+        digest = download(url, spec.cache_path, check=published_hash, timeout=timeout)
+    except DownloadError as e:
         raise _offline_error(spec, f"download from {url} failed: {e}") from e
-    return dest, digest
+    return spec.cache_path, digest
 
 
 def _local(path: Path, where: str, expected: str | None) -> tuple[Path, str]:
