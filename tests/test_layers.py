@@ -23,7 +23,7 @@ LAYERS = [
     {"report"},                               # results, notes and warnings
     {"request"},                              # a request resolved once
     {"session"},                              # features into a result
-    {"api", "evaluator", "differentiable", "testing"},   # front ends
+    {"api", "evaluator", "differentiable", "testing", "adm"},   # front ends
     {"cli", "__main__", "__init__"},          # the command line and the package's face
 ]
 

@@ -7,6 +7,7 @@
 
 from fidkit._version import __version__
 
+from fidkit.adm import adm_evaluate
 from fidkit.api import DEFAULT_METRICS, MetricOptions, RunOptions, compute_reference, compute_stats, evaluate, fid
 from fidkit.errors import BadInputError, FidkitError, FidkitWarning, IncomparableStatsError, WeightsUnavailableError
 from fidkit.evaluator import Evaluator, evaluate_generator, sample_seeds, seeded_randn
@@ -27,5 +28,5 @@ __all__ = [
     "FIDResult", "MODES", "FidkitError", "BadInputError", "IncomparableStatsError", "WeightsUnavailableError",
     "FidkitWarning", "Evaluator", "evaluate_generator", "sample_seeds", "seeded_randn", "__version__",
     "ExtractorSpec", "Preprocessing", "Tap", "custom_extractor", "register",
-    "DifferentiableFID", "FrechetReference", "frechet_distance_torch", "kid_torch",
+    "DifferentiableFID", "FrechetReference", "frechet_distance_torch", "kid_torch", "adm_evaluate",
 ]

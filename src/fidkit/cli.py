@@ -16,6 +16,7 @@ import warnings
 from pathlib import Path
 
 from fidkit._version import __version__
+from fidkit.adm import ADM_LINES, adm_evaluate
 from fidkit.api import DEFAULT_METRICS, compute_reference, evaluate
 from fidkit.metrics.catalog import declared_options
 from fidkit._io import append_log as _append_log
@@ -187,7 +188,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?", metavar="NAME|PATTERN",
                    help="one entry in full, or a shell pattern (imagenet*) to list some")
     p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = sub.add_parser("adm", help="ADM's evaluator (guided-diffusion evaluations/evaluator.py REF SAMPLE)",
+                       description="What 'python evaluator.py REF_BATCH SAMPLE_BATCH' prints (Inception Score, FID, "
+                                   "sFID, Precision, Recall), computed as that script computes them, without "
+                                   "TensorFlow. Both are ADM .npz batches (arr_0: uint8 N x H x W x 3); the "
+                                   "reference batch's mu/sigma/mu_s/sigma_s serve FID/sFID. Precision/recall "
+                                   "emulate ADM's float16 distances; their float64 definition is printed after.")
+    p.add_argument("ref_batch", metavar="REF_BATCH")
+    p.add_argument("sample_batch", metavar="SAMPLE_BATCH")
+    p.add_argument("--weights", metavar="PATH", help="FID Inception weight file (else $FIDKIT_INCEPTION_WEIGHTS, "
+                                                     "the cache, or a download)")
+    p.add_argument("--batch-size", type=_positive, default=64, help="images per network batch (default 64, ADM's)")
+    p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--workers", type=_positive, default=None, help="decoding threads (default: min(4, cores))")
+    p.add_argument("--limit", type=_positive, default=None, metavar="N",
+                   help="use only the first N images of each batch")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no warnings on stderr")
+    p.add_argument("--log", metavar="FILE", help="append one JSON line per run to FILE")
     return parser
+
+
+def _run_adm(args) -> int:
+    _check_target(args.log, "--log")
+    result = adm_evaluate(args.ref_batch, args.sample_batch, weights=args.weights, device=args.device,
+                          batch_size=args.batch_size, workers=args.workers, limit=args.limit,
+                          progress=not args.quiet and sys.stderr.isatty(), distributed=args.distributed)
+    record = result.to_dict()
+    if args.json:
+        print(json.dumps(record))
+    else:  # evaluator.py's lines, its wording and order, Python's float repr; then the float64 definition
+        for label, key in ADM_LINES:
+            print(f"{label}: {float(result[key])!r}")
+        print(f"Precision (float64 definition): {float(result['adm_precision_f64'])!r}")
+        print(f"Recall (float64 definition): {float(result['adm_recall_f64'])!r}")
+    _print_warnings(result.warnings, args.quiet)
+    _append_log(args.log, record)
+    return 0
 
 
 def _convert_parser(sub) -> None:
@@ -499,7 +537,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 _COMMANDS = {"fid": _run_fid, "eval": _run_eval, "stats": _run_stats, "extractors": _run_extractors,
-             "convert": _run_convert, "refs": _run_refs}
+             "convert": _run_convert, "refs": _run_refs, "adm": _run_adm}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -95,13 +95,27 @@ class Session:
                         {space: np.asarray(source.features, dtype=np.float32)} if space in keep else {},
                         provenance={space: source.provenance})
         ref = source.reference
-        missing = sorted((stream - set(ref.stats)) | (keep - set(ref.features)))
+        # statistics stored beside images (ADM's reference batches): the images give the per-sample features
+        from_images = keep - set(ref.features) if source.images is not None else set()
+        missing = sorted((stream - set(ref.stats)) | (keep - set(ref.features) - from_images))
         if missing:
             what = [f"per-sample {m} features (write them with 'fidkit stats SOURCE -o FILE --features')"
                     if m in keep and m not in ref.features else f"{m} statistics" for m in missing]
             raise BadInputError(f"{source.description} ({label}) lacks " + "; ".join(what))
-        return Side(source.description, {s: ref.stats[s] for s in stream}, {s: ref.features[s] for s in keep},
-                    provenance={s: ref.stats[s].provenance for s in stream | keep if s in ref.stats})
+        features = {s: ref.features[s] for s in keep - from_images}
+        provenance = {s: ref.stats[s].provenance for s in stream | keep if s in ref.stats}
+        skipped: list[str] = []
+        if from_images:
+            image_needs = SideNeeds()
+            for space in sorted(from_images):
+                image_needs.add("keep", *space.split("/", 1))
+            out = extract(source.images, self.branches(image_needs), keep=from_images, **run)
+            notes.extend(out.warnings)
+            features.update(out.features)
+            provenance.update({s: self.planned_provenance(source.images, s) for s in from_images})
+            skipped = out.skipped
+        return Side(source.description, {s: ref.stats[s] for s in stream}, features, provenance=provenance,
+                    skipped=skipped)
 
     def values(self, real: Side, fake: Side, notes: list[str]) -> dict[str, Any]:
         """Checks that need both sides, then every task of the plan; warnings are appended to ``notes``."""

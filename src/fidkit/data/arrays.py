@@ -21,12 +21,16 @@ def _npz(path: Path, value_range, limit) -> Source:
         with np.load(path, allow_pickle=False) as z:
             keys = list(z.files)
             if Reference.is_statistics(keys):
-                # fidkit's own statistics, or pytorch-fid / clean-fid / TTUR / ADM
-                # reference files (ADM's also hold a 10k image batch in arr_0, but
-                # its published FIDs use the stored whole-dataset moments).
-                return StatsSource(printable(str(path)), Reference.from_npz(z, printable(str(path))))
+                # fidkit's own statistics, or pytorch-fid / clean-fid / TTUR / ADM reference files.  ADM's also
+                # hold an image batch in arr_0: its FID/sFID use the stored whole-dataset moments, its IS and
+                # precision/recall the images, so the images come along for per-sample metrics.
+                reference = Reference.from_npz(z, printable(str(path)))
+                images = "arr_0" in keys
     except NUMPY_FILE_ERRORS as e:
         raise BadInputError(f"{printable(str(path))}: cannot read .npz ({type(e).__name__}: {e})") from e
+    if Reference.is_statistics(keys):
+        batch = _stored_images(path, value_range, limit) if images else None
+        return StatsSource(printable(str(path)), reference, batch)
     key = "arr_0" if "arr_0" in keys else (keys[0] if len(keys) == 1 else None)
     if key is None:
         raise BadInputError(f"{printable(str(path))}: expected 'arr_0' (images or features) or 'mu'/'sigma' "
@@ -36,6 +40,16 @@ def _npz(path: Path, value_range, limit) -> Source:
     except NUMPY_FILE_ERRORS as e:
         raise BadInputError(f"{printable(str(path))}: cannot read .npz member {key!r} ({type(e).__name__}: {e})") from e
     return _array_file(member, f"{printable(str(path))}[{key}]", value_range, limit)
+
+def _stored_images(path: Path, value_range, limit) -> ImageSource | None:
+    """The 4-D ``arr_0`` image batch stored beside statistics, streamed; None when ``arr_0`` is not images."""
+    try:
+        member = _NpzMember(path, "arr_0")
+    except NUMPY_FILE_ERRORS as e:
+        raise BadInputError(f"{printable(str(path))}: cannot read .npz member 'arr_0' ({type(e).__name__}: {e})") from e
+    if member.ndim != 4:
+        return None
+    return _array_file(member, f"{printable(str(path))}[arr_0]", value_range, limit)
 
 class _NpzMember:
     """An array inside an ``.npz``, read in row chunks instead of all at once."""

@@ -58,6 +58,9 @@ class ImageSource:
 class StatsSource:
     description: str
     reference: Reference
+    #: Images stored beside the statistics (ADM's reference batches: ``arr_0`` next to ``mu``/``sigma``), read for
+    #: per-sample metrics that the statistics cannot serve; the statistics still serve Fréchet distances.
+    images: ImageSource | None = None
 
     @property
     def stats(self) -> FeatureStats:

@@ -10,11 +10,13 @@ from fidkit.metrics.kid import kernel_inception_distance
 from fidkit.metrics.prdc import DensityCoverage, PrecisionRecall, density_coverage, precision_recall
 # metrics declared in modules of their own register themselves on import
 from fidkit.metrics.vendi import vendi_score
+from fidkit.metrics.adm import adm_inception_score, adm_precision_recall
 
 __all__ = [
     "frechet_distance", "frechet_distance_from_moments", "trace_sqrt_product",
     "inception_score", "kernel_inception_distance", "cmmd", "precision_recall", "density_coverage",
     "fid_infinity", "is_infinity", "extrapolate_to_infinity",
     "bootstrap_interval", "fid_bootstrap", "fid_noise_floor", "vendi_score",
+    "adm_inception_score", "adm_precision_recall",
     "ScoreWithSpread", "PrecisionRecall", "DensityCoverage", "Extrapolation", "BootstrapInterval",
 ]
