@@ -9,7 +9,7 @@ uses.
 
 from fidkit.protocols.card import Network, Protocol
 from fidkit.protocols.cards import CARDS
-from fidkit.protocols.verdict import Verdict, protocol, reference_cards, verdict
+from fidkit.protocols.judge import Verdict, protocol, reference_cards, verdict
 
 #: Every card by name.
 PROTOCOLS: dict[str, Protocol] = {c.name: c for c in CARDS}
