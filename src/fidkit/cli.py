@@ -193,8 +193,8 @@ def _run_protocols(args) -> int:
         print(f"{c.name}{aliases}: {c.title}")
         print(f"  metrics: {c.metrics}  features: {c.features}")
         for n in c.networks:
-            print(f"  {n.extractor}: preprocessing {n.preprocessing or 'none in fidkit (nearest: ' + str(n.nearest) + ')'}"
-                  f": {n.publisher_preprocessing}; weights: {n.publisher_weights}")
+            ours = n.preprocessing or f"none in fidkit (nearest: {n.nearest})"
+            print(f"  {n.extractor}: preprocessing {ours}: {n.publisher_preprocessing}; weights: {n.publisher_weights}")
         counts = f"N = {c.n_generated:,} generated" if c.n_generated else "N not fixed"
         if c.n_reference:
             counts += f", {c.n_reference:,} reference"
@@ -229,7 +229,8 @@ def _run_extractors(args) -> int:
 
 
 def _options(args) -> dict:
-    return dict(protocol=args.protocol, preprocessing=args.preprocessing, crop=args.crop, weights=args.weights, device=args.device, batch_size=args.batch_size,
+    return dict(protocol=args.protocol,
+                preprocessing=args.preprocessing, crop=args.crop, weights=args.weights, device=args.device, batch_size=args.batch_size,
                 workers=args.workers, limit=args.limit, value_range=args.value_range, skip_bad=args.skip_bad,
                 progress=not args.quiet and sys.stderr.isatty(), distributed=args.distributed, clip=_clip(args))
 
