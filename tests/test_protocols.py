@@ -58,14 +58,18 @@ def _spaces(card: Protocol, tasks, modes: dict[str, str] | None = None, sha: dic
 
 
 class _Entry:
-    def __init__(self, publisher):
-        self.publisher = publisher
+    """The fields of a registry entry (fidkit.registry.PublishedReference) the verdict reads."""
+
+    def __init__(self, publisher, preprocessing=None):
+        self.publisher, self.preprocessing = publisher, preprocessing
 
 
 @pytest.fixture(autouse=True)
 def registry(monkeypatch):
     """A stand-in registry: each card's publisher has one entry, ``<card>-ref`` (the real registry is reg's)."""
-    entries = {f"{c.name}-ref": _Entry(c.reference_publisher) for c in PROTOCOLS.values() if c.reference_publisher}
+    entries = {f"{c.name}-ref": _Entry(f"Someone ({c.reference_publisher}, README)")
+               for c in PROTOCOLS.values() if c.reference_publisher}
+    entries["legacy-tf-ref"] = _Entry("CMU (GaParmar/clean-fid)", "tf")
     monkeypatch.setattr("fidkit.protocols.judge._lookup", entries.get)
     return entries
 
@@ -170,9 +174,11 @@ def test_reference(name):
     assert line.startswith(f"reference: /data/my_stats.npz where {name} uses a registry reference")
 
 
-def test_a_registry_entry_of_another_publisher_is_a_deviation(registry):
+def test_a_registry_entry_of_another_publisher_or_preprocessing_is_a_deviation(registry):
     (line,) = new_lines(PROTOCOLS["clean-fid"], reference=["edm2-ref"])
     assert line.startswith("reference: edm2-ref where clean-fid uses")
+    (line,) = new_lines(PROTOCOLS["clean-fid"], reference=["legacy-tf-ref"])   # clean-fid's, but legacy_tensorflow
+    assert line.startswith("reference: legacy-tf-ref where clean-fid uses")
 
 
 @pytest.mark.parametrize("name", CARDS)
@@ -353,3 +359,19 @@ def test_protocols_command_lists_the_cards(capsys):
     assert [c["name"] for c in cards] == list(PROTOCOLS)
     assert main(["protocols", "edm2"]) == 0
     assert "minimum" in capsys.readouterr().out
+
+
+def test_the_registry_entries_find_their_cards(monkeypatch):
+    """With reg's registry installed, its entries lead to the cards that use them (skipped without it)."""
+    registry = pytest.importorskip("fidkit.registry")
+    monkeypatch.setattr("fidkit.protocols.judge._lookup", registry.lookup)
+    from fidkit.protocols import reference_cards
+    expected = {"imagenet256-adm": {"adm", "mar"}, "imagenet256-mar": {"mar"}, "img512-edm2": {"edm2"},
+                "coco2014-30k": {"coco30k"}}
+    for name, cards in expected.items():
+        if registry.lookup(name) is not None:
+            assert {c.name for c in reference_cards([name])[1]} == cards, name
+    for entry in registry.references():
+        found = {c.name for c in reference_cards([entry.name])[1]}
+        if "clean-fid" in entry.publisher.lower() and entry.preprocessing != "clean":
+            assert "clean-fid" not in found, entry.name

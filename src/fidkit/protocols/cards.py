@@ -2,7 +2,8 @@
 
 Registry names (``imagenet256-adm``, ...) are the names :mod:`fidkit.registry`
 gives the publishers' reference statistics; a card also accepts any registry
-entry whose publisher is its ``reference_publisher``.
+entry whose ``publisher`` names its ``reference_publisher`` (the publisher's
+repository, ``owner/name``) and whose preprocessing, if recorded, is the card's.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ ADM = Protocol(
                    "precision/recall against its 10,000 arr_0 images",
     references=("imagenet64-adm", "imagenet128-adm", "imagenet256-adm", "imagenet512-adm",
                 "lsun-bedroom256-adm", "lsun-cat256-adm", "lsun-horse256-adm"),
-    reference_publisher="adm",
+    reference_publisher="openai/guided-diffusion",
     reporting="IS is ADM's: sequential splits of 5000, mean only (fidkit's adm_is); P/R with k=3 and float16 "
               "distances (fidkit's adm_pr)",
     sources=("openai/guided-diffusion:evaluations/evaluator.py", "openai/guided-diffusion:evaluations/README.md",
@@ -45,7 +46,7 @@ EDM2 = Protocol(
     n_generated=50_000,
     reference_note="EDM2's dataset-refs (img512.pkl, img64.pkl): the whole training set, prepared with "
                    "dataset_tool.py --transform=center-crop-dhariwal",
-    references=("img512-edm2", "img64-edm2"), reference_publisher="edm2",
+    references=("img512-edm2", "img64-edm2"), reference_publisher="nvlabs/edm2",
     reporting="EDM2's paper reports, for each metric, the minimum over several evaluations with different seeds "
               "(its README suggests --seeds=0-49999, 50000-99999, 100000-149999): one fidkit run is one such "
               "evaluation; compare the minimum of your runs with theirs",
@@ -83,7 +84,7 @@ CLEAN_FID = Protocol(
                       "clean-fid's TorchScript of the " + _INCEPTION_GRAPH),),
     n_generated=50_000,
     reference_note="clean-fid's hosted statistics (mode 'clean'; each name fixes dataset, split and resolution)",
-    reference_publisher="clean-fid",
+    reference_publisher="gaparmar/clean-fid",
     options=(("kid_subsets", 100), ("kid_subset_size", 1000)),
     reporting="num_gen=50,000 when clean-fid samples a generator; from folders it uses every file",
     sources=("GaParmar/clean-fid:cleanfid/fid.py (compute_fid num_gen=50_000, kernel_distance 100 x 1000)",
@@ -100,7 +101,7 @@ MAR = Protocol(
                       "torch-fidelity's inception-v3-compat: the " + _INCEPTION_GRAPH),),
     n_generated=50_000,
     reference_note="fid_stats/adm_in256_stats.npz: mu and sigma copied from ADM's ImageNet-256 reference batch",
-    references=("imagenet256-mar", "imagenet256-adm"), reference_publisher="mar",
+    references=("imagenet256-mar", "imagenet256-adm"), reference_publisher="lth14/mar",
     options=(("is_splits", 10), ("seed", 2020)),
     reporting="IS is torch-fidelity's: 10 splits after a shuffle with seed 2020, mean reported",
     sources=("LTH14/mar:engine_mar.py (torch_fidelity.calculate_metrics with fid_statistics_file, PNG samples)",
@@ -120,7 +121,7 @@ CD_FVD = Protocol(
     n_generated=2048,
     reference_note="cd-FVD's precomputed statistics (UCF101, Sky, Taichi, Kinetics, FFS; 16 or 128 frames; 128 or "
                    "256 px; 2,048 or all reference videos, as each file's name says)",
-    reference_publisher="cd-fvd",
+    reference_publisher="songweige/content-debiased-fvd",
     normaliser="n",
     clip=(("length", 16), ("stride", 1), ("start", 0)),
     reporting="with fewer than 2,048 generated videos cd-fvd resamples the same videos up to 2,048 (its README)",
@@ -161,7 +162,7 @@ COCO30K = Protocol(
                       "pytorch-fid's FID Inception weights (pt_inception-2015-12-05)", nearest="clean"),),
     n_generated=30_000,
     reference_note="MS-COCO_val2014_fid_stats.npz of the benchmark's MS-COCO val2014 subset",
-    references=("coco2014-30k",), reference_publisher="text2image-benchmark",
+    references=("coco2014-30k",), reference_publisher="boomb0om/text2image-benchmark",
     unknown=("no fidkit preprocessing reproduces T2IBenchmark's (it re-quantises after the resize and scales by "
              "2 x / 255 - 1); the size of the difference is unmeasured",
              "the N behind MS-COCO_val2014_fid_stats.npz is not stated in what was read"),

@@ -105,12 +105,20 @@ def reference_cards(names: Iterable[str | None]) -> tuple[str | None, list[Proto
         if not name:
             continue
         entry = _lookup(name)
-        publisher = str(getattr(entry, "publisher", "") or "").lower()
-        cards = [c for c in CARDS if name in c.references or
-                 (entry is not None and c.reference_publisher and c.reference_publisher in publisher)]
+        cards = [c for c in CARDS if name in c.references or (entry is not None and _published_for(entry, c))]
         if cards:
             return name, cards
     return None, []
+
+
+def _published_for(entry, card: Protocol) -> bool:
+    """Whether a registry entry is one of ``card``'s references: its publisher names the card's publisher (the
+    repository, ``owner/name``) and its recorded preprocessing, if any, is one of the card's networks'."""
+    publisher = str(getattr(entry, "publisher", "") or "").lower()
+    if not card.reference_publisher or card.reference_publisher not in publisher:
+        return False
+    recorded = getattr(entry, "preprocessing", None)
+    return recorded is None or any(recorded in (n.preprocessing, n.nearest) for n in card.networks)
 
 
 def verdict(card: str | Protocol | None, *, n_generated: int | None, n_reference: int | None = None,
