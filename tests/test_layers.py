@@ -20,6 +20,7 @@ LAYERS = [
     {"extractors"},                           # networks as declared plug-ins
     {"metrics"},                              # pure functions of statistics and features, declared plug-ins
     {"engine"},                               # the plan and the feature pass with its state
+    {"protocols"},                            # published protocols' cards and the comparability verdict
     {"report"},                               # results, notes and warnings
     {"request"},                              # a request resolved once
     {"session"},                              # features into a result

@@ -41,7 +41,8 @@ def evaluate(a: SourceLike, b: SourceLike, *, metrics: str | Iterable[str] | Non
              features: str | Iterable[str] | None = None, preprocessing: str | Mapping[str, str] | None = None,
              weights: WeightsLike = None, force: bool = False, options: MetricOptions | None = None,
              checkpoint_dir: str | os.PathLike | None = None, restart: bool = False, run: RunOptions | None = None,
-             mode: str | Mapping[str, str] | None = None, **keywords: Unpack[RunKeywords]) -> EvalResult:
+             mode: str | Mapping[str, str] | None = None, protocol: str | None = None,
+             **keywords: Unpack[RunKeywords]) -> EvalResult:
     """Every requested metric of ``b`` (generated) against ``a`` (reference) from one feature pass per image.
 
     ``a`` and ``b`` take every source :func:`fid` takes.  ``metrics`` defaults to
@@ -72,12 +73,17 @@ def evaluate(a: SourceLike, b: SourceLike, *, metrics: str | Iterable[str] | Non
     same source on every process and each extracts every world-th image of it,
     while an in-memory tensor, array or iterable of batches is that process's
     own share (never re-sharded); every process returns the result over all.
+
+    ``protocol`` names a published protocol (``"adm"``, ``"edm2"``, ...; :data:`fidkit.protocols.PROTOCOLS`):
+    its metrics, networks, preprocessing and options apply wherever none is given here, and
+    ``result.verdict`` says whether the values are comparable with that protocol's numbers (every result carries
+    a verdict; without a protocol it judges against the reference's card, if the reference is a known one).
     """
     start = time.perf_counter()
     run, overrides = RunOptions.split(run, keywords)
     preprocessing = preprocessing_argument(preprocessing, mode, "evaluate")
     request = resolve(metrics, features, preprocessing, weights=weights, options=options, run=run, sources=(a, b),
-                      source_names=("a (REAL)", "b (FAKE)"), force=force, **overrides)
+                      source_names=("a (REAL)", "b (FAKE)"), force=force, protocol=protocol, **overrides)
     notes = request.check_comparable(*request.sources)      # once, before the pass
     session = Session(request)
     sources = request.sources
@@ -132,7 +138,7 @@ def _side_checkpoint(directory, source, label: str, distributed: bool, restart: 
 
 
 def fid(a: SourceLike, b: SourceLike, *, preprocessing: str | None = None, weights: WeightsLike = None,
-        force: bool = False, run: RunOptions | None = None, mode: str | None = None,
+        force: bool = False, run: RunOptions | None = None, mode: str | None = None, protocol: str | None = None,
         **keywords: Unpack[RunKeywords]) -> FIDResult:
     """Fréchet Inception Distance between two sources.
 
@@ -141,10 +147,12 @@ def fid(a: SourceLike, b: SourceLike, *, preprocessing: str | None = None, weigh
     (NHWC) of images, an iterable of such batches, :class:`FeatureStats` or a
     :class:`Reference`.  Float images need ``value_range`` = ``(0, 1)``,
     ``(-1, 1)`` or ``(0, 255)``.  Statistics with different provenance are
-    refused unless ``force``.  The other keywords are :func:`evaluate`'s run options.
+    refused unless ``force``.  The other keywords are :func:`evaluate`'s run options; ``protocol`` its (the
+    card's Inception preprocessing applies; the metric stays FID).
     """
-    r = evaluate(a, b, metrics=("fid",), preprocessing=preprocessing_argument(preprocessing, mode, "fid"),
-                 weights=weights, force=force, run=run, **keywords)
+    r = evaluate(a, b, metrics=("fid",), features=("inception",),
+                 preprocessing=preprocessing_argument(preprocessing, mode, "fid"),
+                 weights=weights, force=force, run=run, protocol=protocol, **keywords)
     return FIDResult(**{f.name: getattr(r, f.name) for f in dataclasses.fields(r)})
 
 
@@ -154,7 +162,7 @@ def compute_reference(source: SourceLike, *, keep_features: bool = False, spatia
                       preprocessing: str | Mapping[str, str] | None = None, weights: WeightsLike = None,
                       checkpoint: str | os.PathLike | None = None, checkpoint_every_s: float = 60.0,
                       run: RunOptions | None = None, mode: str | Mapping[str, str] | None = None,
-                      **keywords: Unpack[RunKeywords]) -> Reference:
+                      protocol: str | None = None, **keywords: Unpack[RunKeywords]) -> Reference:
     """Everything later evaluations need from a reference set, from one pass (one decode per image).
 
     For each network of ``features`` (as in :func:`evaluate`: ``"inception,dinov2"``; default Inception;
@@ -169,7 +177,8 @@ def compute_reference(source: SourceLike, *, keep_features: bool = False, spatia
     images it counted are unchanged (names, sizes and modification times; else
     it is refused, naming them); delete the file once the result is saved
     (``fidkit stats`` does).  The run options (``device``, ``batch_size``, ``distributed``, ...) are
-    :func:`evaluate`'s.
+    :func:`evaluate`'s.  ``protocol`` (a published protocol's card) picks the networks, preprocessing and clip
+    sampling where none is given.
     """
     run, overrides = RunOptions.split(run, keywords)
     if overrides:
@@ -180,9 +189,11 @@ def compute_reference(source: SourceLike, *, keep_features: bool = False, spatia
         keep_features, features = features, None
     if features is not None and extractors is not None:
         raise BadInputError("give the networks once: features= (extractors= is its older name)")
-    specs = parse_features(features if features is not None else extractors) or [get_spec("inception")]
+    specs = parse_features(features if features is not None else extractors)
+    if specs is None and protocol is None:
+        specs = [get_spec("inception")]
     request = resolve(["fd"], specs, preprocessing_argument(preprocessing, mode, "compute_reference"),
-                      weights=weights, run=run, sources=(source,))
+                      weights=weights, run=run, sources=(source,), protocol=protocol)
     extraction = {}
     if checkpoint is not None:
         if not isinstance(request.sources[0], ImageSource):
@@ -217,10 +228,11 @@ def reference_of(session: Session, src, *, features: bool, spatial: bool, checkp
 
 def compute_stats(source: SourceLike, *, extractor: str = "inception", preprocessing: str | None = None,
                   weights: WeightsLike = None, run: RunOptions | None = None, mode: str | None = None,
-                  **keywords: Unpack[RunKeywords]) -> FeatureStats:
-    """Statistics of the embedding of ``extractor`` (default Inception pool3) over ``source``."""
+                  protocol: str | None = None, **keywords: Unpack[RunKeywords]) -> FeatureStats:
+    """Statistics of the embedding of ``extractor`` (default Inception pool3) over ``source``; ``protocol``
+    picks that network's preprocessing (and a video network's clip sampling) when none is given."""
     spec = get_spec(extractor)
     ref = compute_reference(source, spatial=False, features=[spec.name],
                             preprocessing=preprocessing_argument(preprocessing, mode, "compute_stats"),
-                            weights=weights, run=run, **keywords)
+                            weights=weights, run=run, protocol=protocol, **keywords)
     return ref.stats[spec.space(spec.defaults["embedding"])]

@@ -31,6 +31,7 @@ from fidkit.extractors import specs
 from fidkit.stats.published import FORMATS, convert_published
 from fidkit.registry import cache_path, cached, close_names, lookup, raise_unknown, references
 from fidkit.registry.listing import entry_lines, table_lines
+from fidkit.protocols import PROTOCOLS
 from fidkit.stats.reference import npz_path
 
 EXIT_CODES = {BadInputError: 2, IncomparableStatsError: 3, WeightsUnavailableError: 4, ReferenceUnavailableError: 4,
@@ -110,6 +111,10 @@ def _common(p: argparse.ArgumentParser, comparison: bool = False) -> None:
     p.add_argument("--skip-bad", action="store_true",
                    help="leave unreadable image files out (each is named in the warnings and in the JSON/log "
                         "record) instead of stopping at the first")
+    p.add_argument("--protocol", default=None, metavar="NAME",
+                   help="follow a published protocol's card (" + ", ".join(PROTOCOLS) + "; 'fidkit protocols' "
+                        "describes each): its networks, preprocessing, metrics and options apply unless given "
+                        "here; the result's verdict says whether it is comparable with that protocol's numbers")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no warnings on stderr")
     if comparison:
@@ -207,7 +212,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no warnings on stderr")
     p.add_argument("--log", metavar="FILE", help="append one JSON line per run to FILE")
+    p = sub.add_parser("protocols", help="list the published protocols' cards (--protocol NAME)")
+    p.add_argument("name", nargs="?", default=None, help="describe one card")
+    p.add_argument("--json", action="store_true", help="print the cards as JSON")
     return parser
+
+
+def _run_protocols(args) -> int:
+    from fidkit.protocols import protocol
+    cards = [protocol(args.name)] if args.name else list(PROTOCOLS.values())
+    if args.json:
+        print(json.dumps([c.to_dict() for c in cards]))
+        return 0
+    for c in cards:
+        aliases = f" (also: {', '.join(c.aliases)})" if c.aliases else ""
+        print(f"{c.name}{aliases}: {c.title}")
+        print(f"  metrics: {c.metrics}  features: {c.features}")
+        for n in c.networks:
+            ours = n.preprocessing or f"none in fidkit (nearest: {n.nearest})"
+            print(f"  {n.extractor}: preprocessing {ours}: {n.publisher_preprocessing}; weights: {n.publisher_weights}")
+        counts = f"N = {c.n_generated:,} generated" if c.n_generated else "N not fixed"
+        if c.n_reference:
+            counts += f", {c.n_reference:,} reference"
+        print(f"  {counts}; covariance / {'(N - 1)' if c.normaliser == 'n-1' else 'N'}"
+              + (f"; options: {', '.join(f'{k}={v}' for k, v in c.options)}" if c.options else "")
+              + (f"; clip: {', '.join(f'{k} {v}' for k, v in c.clip)}" if c.clip else ""))
+        print(f"  reference: {c.reference_note}" + (f" (registry: {', '.join(c.references)})" if c.references else ""))
+        for line in ([c.reporting] if c.reporting else []) + list(c.unknown):
+            print(f"  note: {line}")
+        print(f"  sources: {'; '.join(c.sources)}")
+    return 0
 
 
 def _run_adm(args) -> int:
@@ -272,7 +306,8 @@ def _run_extractors(args) -> int:
 
 
 def _options(args) -> dict:
-    return dict(preprocessing=args.preprocessing, crop=args.crop, weights=args.weights, device=args.device, batch_size=args.batch_size,
+    return dict(protocol=args.protocol,
+                preprocessing=args.preprocessing, crop=args.crop, weights=args.weights, device=args.device, batch_size=args.batch_size,
                 workers=args.workers, limit=args.limit, value_range=args.value_range, skip_bad=args.skip_bad,
                 progress=not args.quiet and sys.stderr.isatty(), distributed=args.distributed, clip=_clip(args))
 
@@ -364,13 +399,14 @@ def _cached_record(entry) -> dict | None:
 def _run_fid(args) -> int:
     _check_target(args.log, "--log")
     _published_sides(args)
-    result = evaluate(args.a, args.b, metrics=("fid",), force=args.force, **_resume(args), **_options(args))
+    result = evaluate(args.a, args.b, metrics=("fid",), features=("inception",), force=args.force, **_resume(args),
+                      **_options(args))
     record = result.to_dict()
     if args.json:
         print(json.dumps(record))
     else:
         print(f"FID: {result['fid']:.6f}")
-        print("\n".join(text.settings_lines(result, record)))
+        print("\n".join(text.settings_lines(result, record) + text.verdict_lines(result)))
     _print_warnings(result.warnings, args.quiet)
     _append_log(args.log, record)  # after printing: a failed write never loses the result
     return 0
@@ -388,7 +424,7 @@ def _run_eval(args) -> int:
         print(json.dumps(record))
     else:
         print("\n".join(text.values_lines(result)))
-        print("\n".join(text.settings_lines(result, record)))
+        print("\n".join(text.settings_lines(result, record) + text.verdict_lines(result)))
     _print_warnings(result.warnings, args.quiet)
     _append_log(args.log, record)
     return 0
@@ -537,7 +573,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 _COMMANDS = {"fid": _run_fid, "eval": _run_eval, "stats": _run_stats, "extractors": _run_extractors,
-             "convert": _run_convert, "refs": _run_refs, "adm": _run_adm}
+             "convert": _run_convert, "refs": _run_refs, "adm": _run_adm, "protocols": _run_protocols}
 
 if __name__ == "__main__":
     sys.exit(main())

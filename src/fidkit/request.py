@@ -144,6 +144,9 @@ class Request:
     clip: Any
     force: bool
     sources: tuple[Source, ...]
+    #: the protocol card the request follows (``protocol=``, ``--protocol``), and what applying it left to say
+    protocol: Any = None
+    protocol_notes: tuple[str, ...] = ()
     _provenance: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -195,13 +198,15 @@ def resolve(metrics: str | Iterable[str] | None = None, features: str | Iterable
             preprocessing: str | Mapping[str, str] | None = None, *, weights: WeightsLike = None,
             options: MetricOptions | None = None, run: RunOptions | None = None,
             sources: Iterable[SourceLike] = (), source_names: Iterable[str] | None = None, force: bool = False,
-            bootstrap_keeps: bool | None = None, **option_overrides: Any) -> Request:
+            bootstrap_keeps: bool | None = None, protocol: str | None = None, **option_overrides: Any) -> Request:
     """Resolve a request once: parse and validate every argument, open the sources, plan the pass.
 
     ``sources`` are opened in the request's modality with its value range, limit, clip sampling and layout.
     When ``preprocessing`` is None, each network takes the preprocessing that given statistics record (else its
     default).
     ``source_names`` name the arguments the sources came from, for errors (``a (REAL)``).
+    ``protocol`` names a published protocol's card (:mod:`fidkit.protocols`): its metrics, networks,
+    preprocessing, metric options and clip sampling are used wherever the caller chose none.
     """
     if not isinstance(force, bool):
         raise BadInputError(f"force must be True or False, got {force!r}")
@@ -213,11 +218,25 @@ def resolve(metrics: str | Iterable[str] | None = None, features: str | Iterable
         raise BadInputError(f"unknown option(s) {', '.join(unknown)}; run options: "
                             f"{', '.join(f.name for f in dataclasses.fields(RunOptions))}; metric options: "
                             f"{', '.join(sorted(declared_options()))}")
+    # --- protocol card: fills what the caller left open (explicit choices stay, the verdict names them) ---
+    card, card_notes, card_clip = None, (), None
+    if protocol is not None:
+        from fidkit.protocols import protocol as _card
+        from fidkit.protocols.apply import apply_card, fill_options
+        card = _card(protocol)
+        # options set on a MetricOptions object count as given too (its _values are the ones set explicitly)
+        given = set(option_overrides) | (set(options._values) if options is not None else set())
+        applied = apply_card(card, metrics=metrics, features=features, preprocessing=preprocessing,
+                             options_given=given)
+        metrics, features, preprocessing = applied.metrics, applied.features, applied.preprocessing
+        option_overrides = {**fill_options(applied.options, declared_options()), **option_overrides}
+        card_notes, card_clip = applied.notes, applied.clip
+    # --- end protocol card ---
     opts = (options or MetricOptions()).replace(**option_overrides)
     mode = preprocessing
     plan = make_plan(metrics, features, mode, bootstrap=opts.bootstrap > 0 if bootstrap_keeps is None
                      else bootstrap_keeps)
-    clip = video_clip(plan, run.clip)
+    clip = video_clip(plan, run.clip if run.clip is not None or plan.modality != "video" else card_clip)
     if run.layout is not None and plan.modality != "video":
         raise BadInputError(f"layout={run.layout!r} applies to videos; images are N x C x H x W")
     sources = list(sources)
@@ -229,7 +248,8 @@ def resolve(metrics: str | Iterable[str] | None = None, features: str | Iterable
     plan.preprocessing = with_crop(plan.preprocessing, run.crop)
     preprocessing = {name: get_spec(name).preprocessing_named(chosen) for name, chosen in plan.preprocessing.items()}
     return Request(plan=plan, preprocessing=preprocessing, weights=_weights_by_extractor(weights, plan),
-                   options=opts, run=run, clip=clip, force=force, sources=opened)
+                   options=opts, run=run, clip=clip, force=force, sources=opened, protocol=card,
+                   protocol_notes=card_notes)
 
 
 def _recorded_modes(sources: Iterable[Source]) -> dict[str, str]:

@@ -23,6 +23,7 @@ from fidkit.engine.state import Side
 from fidkit.errors import BadInputError, FidkitWarning
 from fidkit.extractors import Extractor, get_spec
 from fidkit.metrics.catalog import Inputs, result_key, result_label
+from fidkit.protocols import Verdict, verdict
 from fidkit.report.notes import emit, nonstandard_weights, sample_count_notes
 from fidkit.report.result import EvalResult
 from fidkit.request import Request
@@ -83,7 +84,7 @@ class Session:
             notes.extend(out.warnings)
             return Side(source.description, out.stats, out.features,
                         provenance={s: self.planned_provenance(source, s) for s in stream | keep},
-                        skipped=out.skipped)
+                        skipped=out.skipped, tags=out.tags)
         if isinstance(source, FeaturesSource):
             spaces = stream | keep
             embedding = {s for s in spaces if get_spec(s.split("/")[0]).tap(s.split("/", 1)[1]).role == "embedding"}
@@ -155,6 +156,7 @@ class Session:
                     name = t.extractor.name
                     spaces[t.space] = self.provenance(name, t.tap)
         notes.extend(nonstandard_weights(spaces))
+        notes.extend(self.request.protocol_notes)
         primary = spaces.get("inception/pool3") or next(iter(spaces.values()), Provenance.unknown())
         return EvalResult(values=values, n_a=real.n, n_b=fake.n, a=real.description, b=fake.description,
                           mode=self.mode if uses_net or primary.mode else None, provenance=primary,
@@ -162,4 +164,17 @@ class Session:
                           options=self.options.to_dict([t.metric for t in self.plan.tasks]),
                           labels={k: self.labels[k] for k in values if k in self.labels},
                           device=str(self.device) if uses_net and self.device is not None else None,
-                          spaces=spaces, skipped={s.description: s.skipped for s in (real, fake) if s.skipped})
+                          spaces=spaces, skipped={s.description: s.skipped for s in (real, fake) if s.skipped},
+                          jpeg_samples={s.description: s.tags["jpeg"] for s in (real, fake) if s.tags.get("jpeg")},
+                          verdict=self.verdict(real, fake, spaces))
+
+    def verdict(self, real: Side, fake: Side, spaces: dict[str, Provenance]) -> Verdict:
+        """The comparability verdict (:mod:`fidkit.protocols`): against the request's protocol, else the card of
+        the reference if it is a known registry entry.  The reference goes by its statistics' recorded source
+        (a registry name for published statistics) and its description."""
+        names = [p.source for p in [*(s.provenance for s in real.stats.values()), *real.provenance.values()]
+                 if p is not None]
+        return verdict(self.request.protocol, n_generated=fake.n, n_reference=real.n, spaces=spaces,
+                       tasks=[(t.metric.name, t.extractor.name) for t in self.plan.tasks],
+                       options=self.options.to_dict([t.metric for t in self.plan.tasks]),
+                       reference=[*dict.fromkeys(names), real.description], jpeg_samples=fake.tags.get("jpeg", 0))

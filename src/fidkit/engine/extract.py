@@ -232,6 +232,8 @@ class Extracted:
     warnings: list[str]
     n: int = 0
     skipped: list[str] = dataclasses.field(default_factory=list)   # "name: reason" of files left out
+    #: how many samples carried each conversion tag (``jpeg``: read from a JPEG file), over every process
+    tags: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 def extract(source: ImageSource, branches: list[Branch], *, stream=(), keep=(),
@@ -359,7 +361,7 @@ def extract(source: ImageSource, branches: list[Branch], *, stream=(), keep=(),
     if n == 0:
         raise BadInputError(f"{source.description}: no {diagnostics.noun}")
     return Extracted(stats, features, list(source.notes) + diagnostics.messages(n) + notes, n,
-                     list(diagnostics.skipped))
+                     list(diagnostics.skipped), dict(diagnostics.counts))
 
 
 def _resume(checkpoint: Checkpoint, saved: dict, state: SideState, diagnostics: Diagnostics, source: ImageSource,

@@ -36,6 +36,8 @@ class Side:
     provenance: dict[str, Provenance] = dataclasses.field(default_factory=dict)
     #: files left out because they could not be read (``skip_bad``), "name: reason"
     skipped: list[str] = dataclasses.field(default_factory=list)
+    #: how many samples carried each conversion tag (``jpeg``: decoded from a JPEG file)
+    tags: dict[str, int] = dataclasses.field(default_factory=dict)
 
     @property
     def n(self) -> int | None:

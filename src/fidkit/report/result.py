@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from fidkit.protocols import Verdict
 from fidkit.stats.provenance import Provenance
 
 
@@ -31,6 +32,10 @@ class EvalResult:
     #: printed name of each main value (``fid``: ``FID``, ``fd_dinov2``: ``FD (dinov2-vitl14)``), from the
     #: metrics' declarations
     labels: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: per source, how many of its samples were read from JPEG files (lossy: the verdict names it)
+    jpeg_samples: dict[str, int] = dataclasses.field(default_factory=dict)
+    #: whether the values are comparable with a published protocol's (:class:`fidkit.protocols.Verdict`)
+    verdict: Verdict | None = None
 
     def __getitem__(self, name: str) -> Any:
         return self.values[name]
@@ -44,6 +49,8 @@ class EvalResult:
             "weights_sha256": p.weights_sha256, "device": self.device, "seconds": round(self.seconds, 3),
             "warnings": list(self.warnings), "fidkit_version": __version__,
             "skipped": {source: list(files) for source, files in self.skipped.items()},
+            "jpeg_samples": dict(self.jpeg_samples),
+            "verdict": self.verdict.to_dict() if self.verdict is not None else None,
             "feature_spaces": {space: {"extractor": q.extractor, "weights_sha256": q.weights_sha256,
                                        "layer": q.layer, "preprocessing": q.mode,
                                        "published_weights": _published(space, q.weights_sha256),

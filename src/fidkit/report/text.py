@@ -55,3 +55,12 @@ def values_lines(result) -> list[str]:
                      f"R² {v.get(key + '_r2', float('nan')):.3f})")
         out.append(f"{label:>32}: {text}")
     return out
+
+
+def verdict_lines(result) -> list[str]:
+    """The comparability verdict: its summary, then one indented line per deviation (empty without one)."""
+    v = getattr(result, "verdict", None)
+    if v is None:
+        return []
+    first, *rest = v.lines()
+    return [f"verdict: {first}", *rest]
