@@ -398,3 +398,48 @@ def test_a_user_entry_may_not_shadow_a_builtin_one(isolated_cache):
     with pytest.raises(BadInputError, match="may not shadow") as e:
         registry.lookup("imagenet256-adm")
     assert str(path) in str(e.value)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Every publisher format through the registry
+
+
+def test_a_pickled_reference_is_converted_once_and_read_with_the_entrys_provenance(server, isolated_cache):
+    import pickle
+    (mu_a, sigma_a), (mu_b, sigma_b) = _moments(4, 3), _moments(6, 4)
+    # NVlabs/edm2 calculate_metrics.py's layout: a pickle of plain dicts of float64 arrays
+    server.files["test-edm2.pkl"] = pickle.dumps({"fid": {"mu": mu_a, "sigma": sigma_a},
+                                                  "fd_dinov2": {"mu": mu_b, "sigma": sigma_b}, "num_images": 50})
+    _user_file(isolated_cache, _entry("test-edm2", "https://publisher.invalid/test-edm2.pkl", fmt="edm2-pkl", n=50,
+                                      network="inception,dinov2-vitl14",
+                                      preprocessing="inception=tf,dinov2-vitl14=edm2",
+                                      spaces=["inception/pool3", "dinov2-vitl14/cls"], metrics=["fid", "fd_dinov2"]))
+    ref = registry.open_published("test-edm2")
+    fid, dino = ref.stats["inception/pool3"], ref.stats["dinov2-vitl14/cls"]
+    np.testing.assert_array_equal(fid.mean, mu_a)
+    np.testing.assert_allclose(dino.cov, sigma_b, rtol=1e-14)  # symmetrised on load
+    assert fid.n == dino.n == 50
+    assert (fid.provenance.source, fid.provenance.mode) == ("test-edm2", "tf")
+    assert (dino.provenance.source, dino.provenance.mode) == ("test-edm2", "edm2")
+    converted = registry.cache_path(registry.lookup("test-edm2")).with_name("test-edm2.fidkit.npz")
+    with np.load(converted, allow_pickle=False) as z:  # fidkit's own format: readable without pickle
+        assert "inception/pool3" not in z.files and "mu" in z.files
+    stamp = converted.stat().st_mtime_ns
+    registry.open_published("test-edm2")
+    assert converted.stat().st_mtime_ns == stamp and server.requests == ["test-edm2.pkl"]
+
+
+def test_a_published_adm_batch_serves_its_moments_and_its_images(server, isolated_cache):
+    from fidkit.data.sources import open_source
+    images = np.random.default_rng(0).integers(0, 256, size=(5, 8, 8, 3), dtype=np.uint8)
+    (mu, sigma), (mu_s, sigma_s) = _moments(4, 5), _moments(3, 6)
+    server.files["test-adm.npz"] = _npz(arr_0=images, arr_1=np.arange(5), mu=mu, sigma=sigma, mu_s=mu_s,
+                                        sigma_s=sigma_s)
+    _user_file(isolated_cache, _entry("test-adm", "https://publisher.invalid/test-adm.npz", fmt="adm-batch",
+                                      spaces=["inception/pool3", "inception/spatial"],
+                                      metrics=["fid", "sfid", "adm_pr"]))
+    src = open_source("test-adm")
+    np.testing.assert_array_equal(src.reference.stats["inception/spatial"].mean, mu_s)
+    assert src.reference.stats["inception/pool3"].provenance.source == "test-adm"
+    assert src.images is not None and src.images.count == 5
+    assert open_source("test-adm", limit=3).images.count == 3

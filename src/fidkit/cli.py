@@ -30,6 +30,7 @@ from fidkit.errors import (BadInputError, FidkitError, FidkitWarning, Incomparab
 from fidkit.extractors import specs
 from fidkit.stats.published import FORMATS, convert_published
 from fidkit.registry import cache_path, cached, close_names, lookup, raise_unknown, references
+from fidkit.registry import fetch as registry_fetch
 from fidkit.registry.listing import entry_lines, table_lines
 from fidkit.protocols import PROTOCOLS
 from fidkit.stats.reference import npz_path
@@ -356,7 +357,6 @@ def _published_sides(args) -> None:
     """``--sha256``: open the side(s) named by a registry name here, checked against the given hash."""
     if args.sha256 is None:
         return
-    from fidkit.data.sources import open_named
     names = [s for s in (args.a, args.b) if not os.path.exists(s) and lookup(s) is not None]
     pairs = dict(p.split("=", 1) for p in args.sha256.split(",")) if "=" in args.sha256 else None
     if pairs is None:
@@ -368,7 +368,8 @@ def _published_sides(args) -> None:
         if name not in names:
             raise BadInputError(f"--sha256 {name}=...: {name!r} is not a side of this comparison that names a "
                                 "published reference")
-    args.a, args.b = (open_named(s, sha256=pairs[s]).reference if s in pairs else s for s in (args.a, args.b))
+    for name, digest in pairs.items():  # checked (and on first use recorded) now; the run then reads the name as
+        registry_fetch(lookup(name), sha256=digest)  # usual, which holds it to that record
 
 
 def _run_refs(args) -> int:

@@ -37,7 +37,7 @@ from fidkit.data.source import (FeaturesSource, ImageSource, Loaded, Loader, NUM
 from fidkit.data.pixels import (VALUE_RANGES, check_image_batch_shape, check_value_range, to_uint8_nchw, to_uint8_nhwc)
 from fidkit.data.files import _decode_file, _folder, _require_regular_file, walk_files
 from fidkit.data.archives import MAX_MEMBER_BYTES, MAX_TAR_BUFFER_BYTES, _tar, _zip
-from fidkit.data.arrays import _NpzMember, _array_file, _array_images, _npz
+from fidkit.data.arrays import _NpzMember, _array_file, _array_images, _npz, _stored_images
 
 
 def open_source(spec, *, value_range: tuple[float, float] | None = None, limit: int | None = None,
@@ -96,9 +96,11 @@ def _holds_statistics_or_features(path: Path) -> bool:
     except (NUMPY_FILE_ERRORS + (BadInputError,)):
         return False  # the video reader names the problem
 
-def open_named(name: str, *, sha256: str | None = None) -> StatsSource:
+def open_named(name: str, *, sha256: str | None = None, limit: int | None = None) -> StatsSource:
     """Statistics saved with ``fidkit stats --name``, or a published reference of the registry.  A name that is
-    both is refused rather than resolved silently one way; ``sha256`` (``--sha256``) checks a published file."""
+    both is refused rather than resolved silently one way; ``sha256`` (``--sha256``) checks a published file.
+    A published ADM reference batch also serves its ``arr_0`` images (the first ``limit``) to per-sample metrics,
+    as the file itself does when given by path."""
     named = cache.named_stats_path(name)
     entry = registry.lookup(name)
     if named.is_file() and entry is not None:
@@ -111,7 +113,8 @@ def open_named(name: str, *, sha256: str | None = None) -> StatsSource:
         return StatsSource(f"{printable(name)} ({named})", Reference.load(named))
     if entry is not None:
         ref = registry.open_published(name, sha256=sha256)
-        return StatsSource(ref.description, ref)
+        images = _stored_images(registry.cache_path(entry), None, limit) if entry.fmt == "adm-batch" else None
+        return StatsSource(ref.description, ref, images)
     names = cache.list_named_stats()
     close = registry.close_names(name)
     hint = (f"; saved names: {', '.join(names)}" if names else "") + \
@@ -124,7 +127,7 @@ def _open_path(path: Path, text: str, value_range, limit) -> Source:
     status = path_status(path, text)
     if status is None:
         if cache.is_stats_name(text):
-            return open_named(text)
+            return open_named(text, limit=limit)
         raise BadInputError(f"{printable(text)}: no such file or folder")
     if stat.S_ISDIR(status.st_mode):
         return _folder(path, limit)
