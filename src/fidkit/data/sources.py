@@ -113,7 +113,7 @@ def open_named(name: str, *, sha256: str | None = None, limit: int | None = None
         return StatsSource(f"{printable(name)} ({named})", Reference.load(named))
     if entry is not None:
         ref = registry.open_published(name, sha256=sha256)
-        images = _stored_images(registry.cache_path(entry), None, limit) if entry.fmt == "adm-batch" else None
+        images = _adm_images(registry.cache_path(entry), limit) if entry.fmt == "adm-batch" else None
         return StatsSource(ref.description, ref, images)
     names = cache.list_named_stats()
     close = registry.close_names(name)
@@ -121,6 +121,13 @@ def open_named(name: str, *, sha256: str | None = None, limit: int | None = None
         (f"; published references with close names: {', '.join(close)} (all: fidkit refs)" if close else "")
     raise BadInputError(f"{printable(name)}: no such file, folder or saved statistics name, nor a published "
                         f"reference{hint}")
+
+
+def _adm_images(path: Path, limit: int | None):
+    """The ``arr_0`` images of an ADM reference batch, when it holds them (a file of moments only holds none)."""
+    with np.load(path, allow_pickle=False) as z:
+        has_images = "arr_0" in z.files
+    return _stored_images(path, None, limit) if has_images else None
 
 
 def _open_path(path: Path, text: str, value_range, limit) -> Source:
