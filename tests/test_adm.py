@@ -57,10 +57,12 @@ def test_cli_prints_evaluator_lines_equal_to_numpy_reimplementation(batches, wei
     assert main(["adm", str(d / "ref.npz"), str(d / "sample.npz"), "--weights", weights, "--device", "cpu",
                  "--quiet"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    labels = [line.split(": ")[0] for line in lines]
+    labels = [line.split(": ")[0] for line in lines[:7]]
     assert labels == ["Inception Score", "FID", "sFID", "Precision", "Recall", "Precision (float64 definition)",
                       "Recall (float64 definition)"]
-    got = [float(line.split(": ")[1]) for line in lines]
+    assert lines[7].startswith("verdict: ") and "adm" in lines[7]  # after ADM's lines: scripts still read those
+    assert any("N = 30 generated samples where adm uses 50,000" in line for line in lines[8:])
+    got = [float(line.split(": ")[1]) for line in lines[:7]]
 
     with np.load(d / "ref.npz") as z:
         stored = {k: z[k] for k in ("mu", "sigma", "mu_s", "sigma_s")}
@@ -85,6 +87,32 @@ def test_adm_evaluate_is_evaluate_with_the_adm_metrics(batches, weights):
     assert [a[k] for k in keys] == [b[k] for k in keys]
     # the stored moments serve FID (not the moments of the 40 arr_0 images)
     assert fidkit.evaluate(ref, sample, metrics="fid", weights=weights, device="cpu")["fid"] == a["fid"]
+
+
+@pytest.mark.slow
+def test_adm_by_registry_name_is_the_file_with_adms_provenance(batches, weights, isolated_cache):
+    """ADM's batch named from the registry (here a user entry whose file was put in the cache by hand, as on an
+    offline machine) gives the values of the file by path, judged against the adm card with known provenance."""
+    import shutil
+    import fidkit.registry as registry
+    d, _, _ = batches
+    (isolated_cache / "references.toml").write_text(
+        '[[reference]]\nname = "test-adm"\ndataset = "test"\nresolution = 32\ncoverage = "whole"\n'
+        'dataset_preprocessing = "none"\nnetwork = "inception"\npreprocessing = "tf"\nnormaliser = "n-1"\n'
+        'spaces = ["inception/pool3", "inception/spatial"]\nmetrics = ["fid", "sfid", "adm_pr"]\n'
+        'url = "https://publisher.invalid/ref.npz"\nlicence = "test"\nfmt = "adm-batch"\npublisher = "tests"\n')
+    place = registry.cache_path(registry.lookup("test-adm"))
+    place.parent.mkdir(parents=True)
+    shutil.copy(d / "ref.npz", place)
+    # the entry records the published Inception weights; these random ones differ: compared with force, and named
+    by_name = fidkit.adm_evaluate("test-adm", d / "sample.npz", weights=weights, device="cpu", force=True)
+    by_path = fidkit.adm_evaluate(d / "ref.npz", d / "sample.npz", weights=weights, device="cpu")
+    keys = ("fid", "sfid", "adm_is", "adm_precision", "adm_recall", "adm_precision_f64", "adm_recall_f64")
+    assert [by_name[k] for k in keys] == [by_path[k] for k in keys]
+    assert by_name.verdict.protocol == by_path.verdict.protocol == "adm"
+    assert not any("provenance" in w for w in by_name.warnings)
+    assert any("weights" in line for line in by_name.verdict.deviations)
+    assert any("provenance" in w for w in by_path.warnings)  # a path to a bare ADM file carries none
 
 
 def test_warning_when_float16_and_float64_differ(tmp_path):

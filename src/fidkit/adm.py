@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+import fidkit.registry as registry
 from fidkit.api import evaluate
 from fidkit.data.arrays import _NpzMember
 from fidkit.data.source import NUMPY_FILE_ERRORS, check_path_text, printable
@@ -84,7 +85,8 @@ def check_adm_batch(path: str | os.PathLike, role: str) -> dict:
 def adm_evaluate(ref_batch: str | os.PathLike, sample_batch: str | os.PathLike, *, weights: WeightsLike = None,
                  force: bool = False, run: RunOptions | None = None,
                  **keywords: "Unpack[RunKeywords]") -> EvalResult:
-    """What ``python evaluator.py REF_BATCH SAMPLE_BATCH`` computes, as an :class:`EvalResult` with ``adm_is``,
+    """What ``python evaluator.py REF_BATCH SAMPLE_BATCH`` computes (``ref_batch`` a path or the registry name of
+    ADM's batch, e.g. ``imagenet256-adm``, downloaded on first use), as an :class:`EvalResult` with ``adm_is``,
     ``fid``, ``sfid``, ``adm_precision``, ``adm_recall`` (ADM's float16 arithmetic emulated) and
     ``adm_precision_f64``, ``adm_recall_f64`` (the float64 definition).
 
@@ -99,7 +101,12 @@ def adm_evaluate(ref_batch: str | os.PathLike, sample_batch: str | os.PathLike, 
     if fixed:
         raise BadInputError(f"adm_evaluate: {', '.join(fixed)} fixed by ADM's protocol (metrics {ADM_METRICS}, "
                             "Inception with preprocessing 'tf', uint8 images N x H x W x 3)")
-    check_adm_batch(ref_batch, "reference")
+    entry = None if os.path.exists(ref_batch) else registry.lookup(str(ref_batch))
+    if entry is not None and entry.fmt != "adm-batch":
+        raise BadInputError(f"{ref_batch}: a published reference, but not one of ADM's reference batches (list "
+                            "them: fidkit refs '*-adm')")
+    if entry is None:  # a registry name is ADM's batch by its entry; a path is checked here
+        check_adm_batch(ref_batch, "reference")
     check_adm_batch(sample_batch, "sample")
     return evaluate(ref_batch, sample_batch, metrics=ADM_METRICS, preprocessing="tf", weights=weights,
-                    force=force, run=run, **keywords)
+                    force=force, run=run, protocol="adm", **keywords)

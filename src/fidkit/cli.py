@@ -258,6 +258,7 @@ def _run_adm(args) -> int:
             print(f"{label}: {float(result[key])!r}")
         print(f"Precision (float64 definition): {float(result['adm_precision_f64'])!r}")
         print(f"Recall (float64 definition): {float(result['adm_recall_f64'])!r}")
+        print("\n".join(text.verdict_lines(result)))  # after ADM's lines, so scripts that read those still do
     _print_warnings(result.warnings, args.quiet)
     _append_log(args.log, record)
     return 0
