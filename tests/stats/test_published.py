@@ -286,3 +286,27 @@ def test_unknown_format_and_space(tmp_path):
         read_published(path, "stylegan-pkl")
     with pytest.raises(BadInputError, match="spaces names clip-vitb32/embedding"):
         read_published(path, "edm2-pkl", spaces={"clip-vitb32/embedding": None})
+
+
+@pytest.mark.parity
+def test_files_written_by_clean_fids_own_make_custom_stats(tmp_path, monkeypatch):
+    """clean-fid's make_custom_stats writes the FID file (mu/sigma) and the KID file (feats) that its server hosts;
+    a small stand-in network (clean-fid's own would be downloaded) and its stats folder moved under tmp_path."""
+    cfid = pytest.importorskip("cleanfid.fid")
+    import cleanfid
+    from PIL import Image
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i, img in enumerate(np.random.default_rng(3).integers(0, 256, size=(7, 16, 16, 3), dtype=np.uint8)):
+        Image.fromarray(img).save(folder / f"{i}.png")
+    net = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten())   # 12 features per image
+    monkeypatch.setattr(cfid, "build_feature_extractor", lambda mode, device: net)
+    monkeypatch.setattr(cleanfid, "__file__", str(tmp_path / "cleanfid" / "__init__.py"))
+    cfid.make_custom_stats("toy", str(folder), mode="clean", device=torch.device("cpu"), verbose=False)
+    fid_file = tmp_path / "cleanfid" / "stats" / "toy_clean_custom_na.npz"
+    kid_file = tmp_path / "cleanfid" / "stats" / "toy_clean_custom_na_kid.npz"
+    stats = read_published(fid_file, "npz").stats["inception/pool3"]
+    feats = read_published(kid_file, "cleanfid-kid").features["inception/pool3"]
+    assert feats.shape == (7, 12)
+    np.testing.assert_allclose(stats.mean, feats.astype(np.float64).mean(0), rtol=1e-6)
+    np.testing.assert_allclose(stats.cov, np.cov(feats.astype(np.float64), rowvar=False), rtol=1e-5, atol=1e-9)
