@@ -673,25 +673,33 @@ def load_torch(path: str | os.PathLike) -> Any:
     return _guard(path, "torch.save file", lambda: _load_zip(path) if zipfile.is_zipfile(path) else _load_legacy(path))
 
 
+def archive_prefix(z: zipfile.ZipFile) -> str:
+    """The folder of the one ``data.pkl`` at the top level of a ``torch.save`` or TorchScript zip archive, after
+    checking that no entry under it is stored twice and that its tensors are little-endian."""
+    names = z.namelist()
+    roots = [n for n in names if n.count("/") == 1 and n.endswith("/data.pkl")]
+    if len(roots) != 1 or names.count(roots[0]) != 1:
+        raise Refused(f"{len(roots)} data.pkl entries at its top level" if len(roots) != 1
+                      else f"{roots[0]} is stored more than once")
+    prefix = roots[0][:-len("data.pkl")]
+    repeated = sorted({n for n in names if n.startswith(prefix)} - set(unique_names(names)))
+    if repeated:
+        raise Refused(f"the entry {repeated[0]} is stored more than once")
+    if prefix + "byteorder" in names:
+        order = z.read(prefix + "byteorder").decode("ascii", "replace").strip()
+        if order != "little":
+            raise Refused(f"its tensors are stored {order!r}-endian; fidkit reads little-endian files")
+    return prefix
+
+
 def _load_zip(path: Path) -> Any:
     size = path.stat().st_size
     with zipfile.ZipFile(path) as z:
         names = z.namelist()
-        roots = [n for n in names if n.count("/") == 1 and n.endswith("/data.pkl")]
-        if len(roots) != 1 or names.count(roots[0]) != 1:
-            raise Refused(f"{len(roots)} data.pkl entries at its top level" if len(roots) != 1
-                          else f"{roots[0]} is stored more than once")
-        prefix = roots[0][:-len("data.pkl")]
         if any("/code/" in n or n.endswith("/constants.pkl") for n in names):
             raise Refused("it is a TorchScript archive, not a torch.save file")
-        repeated = sorted({n for n in names if n.startswith(prefix)} - set(unique_names(names)))
-        if repeated:
-            raise Refused(f"the entry {repeated[0]} is stored more than once")
-        if prefix + "byteorder" in names:
-            order = z.read(prefix + "byteorder").decode("ascii", "replace").strip()
-            if order != "little":
-                raise Refused(f"its tensors are stored {order!r}-endian; fidkit reads little-endian files")
-        data = read_member(z, z.getinfo(roots[0]), size)
+        prefix = archive_prefix(z)
+        data = read_member(z, z.getinfo(prefix + "data.pkl"), size)
         obj, _, _ = _unpickle(data, lambda f: SafeUnpickler(f, tensors=True))
         flats: dict[str, torch.Tensor] = {}
 

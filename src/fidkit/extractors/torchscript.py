@@ -37,7 +37,7 @@ from pathlib import Path
 
 import torch
 
-from fidkit._safe_pickle import Refused, TensorRef, TensorUnpickler, read_record, unique_names
+from fidkit._safe_pickle import Refused, TensorRef, TensorUnpickler, archive_prefix, read_record
 from fidkit.errors import WeightsUnavailableError
 
 __all__ = ["ScriptObject", "is_torchscript_archive", "read_torchscript_state_dict"]
@@ -208,19 +208,7 @@ def read_torchscript_state_dict(path: str | os.PathLike, what: str = "") -> dict
     try:
         size = path.stat().st_size
         with zipfile.ZipFile(path) as z:
-            names = z.namelist()
-            roots = [n for n in names if n.count("/") == 1 and n.endswith("/data.pkl")]
-            if len(roots) != 1 or names.count(roots[0]) != 1:
-                raise Refused(f"{len(roots)} data.pkl entries at its top level" if len(roots) != 1
-                               else f"{roots[0]} is stored more than once")
-            prefix = roots[0][:-len("data.pkl")]
-            repeated = sorted({n for n in names if n.startswith(prefix)} - set(unique_names(names)))
-            if repeated:
-                raise Refused(f"the entry {repeated[0]} is stored more than once")
-            if prefix + "byteorder" in names:
-                order = z.read(prefix + "byteorder").decode("ascii", "replace").strip()
-                if order != "little":
-                    raise Refused(f"its tensors are stored {order!r}-endian; fidkit reads little-endian archives")
+            prefix = archive_prefix(z)
             classes = _declarations(z, prefix)
 
             flats: dict[str, torch.Tensor] = {}
@@ -231,7 +219,7 @@ def read_torchscript_state_dict(path: str | os.PathLike, what: str = "") -> dict
                     flats[record.key] = read_record(z, f"{prefix}data/{record.key}", record.dtype, record.numel, size)
                 return flats[record.key].as_strided(ref.size, ref.stride, ref.offset)
 
-            with z.open(roots[0]) as f:
+            with z.open(prefix + "data.pkl") as f:
                 root = _Unpickler(f).load()
             return _gather(root, classes, materialize)
     except WeightsUnavailableError:
