@@ -148,6 +148,7 @@ def _info(url: str, storage_options: dict[str, Any] | None) -> dict:
         return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
     fs, path = filesystem(url, storage_options)
     try:
+        fs.invalidate_cache(path)  # a listing cached by an earlier glob would hide a replaced shard
         info = fs.info(path)
     except FileNotFoundError:
         raise BadInputError(f"{url}: no such shard") from None
@@ -195,15 +196,18 @@ def _content_hash(url: str, storage_options: dict[str, Any] | None) -> str:
 
 
 def fingerprints(urls: list[str], *, storage_options: dict[str, Any] | None = None) -> dict[str, str]:
-    """:func:`fingerprint` of every shard, looked up :data:`INFO_THREADS` at a time; the first missing or
-    unreadable shard (in list order) is the error, so a typo in a shard list shows before any work is done."""
+    """:func:`fingerprint` of every shard, looked up :data:`INFO_THREADS` at a time; missing or unreadable shards
+    are an error naming them (the first five, in list order), so a typo in a shard list shows before any work."""
     if len(urls) <= 1:
         return {u: fingerprint(u, storage_options=storage_options) for u in urls}
     with ThreadPoolExecutor(max_workers=INFO_THREADS, thread_name_prefix="fidkit-info") as pool:
         found = list(pool.map(lambda u: _safe(u, storage_options), urls))
-    for result in found:
-        if isinstance(result, BadInputError):
-            raise result
+    bad = [str(r) for r in found if isinstance(r, BadInputError)]
+    if len(bad) == 1:
+        raise BadInputError(bad[0])
+    if bad:
+        raise BadInputError(f"{len(bad)} of {len(urls)} shards cannot be used: " + "; ".join(bad[:5])
+                            + (" ..." if len(bad) > 5 else ""))
     return dict(zip(urls, found))
 
 

@@ -55,8 +55,9 @@ def tar_samples(url: str, stream: Callable[[], BinaryIO], *, image_key: str | No
         raise
     except Exception as e:  # noqa: BLE001  (every transport has its own errors: name the shard, whatever it was)
         raise BadInputError(f"{where}: cannot open ({type(e).__name__}: {e})") from None
+    tail = _Tail(f)
     try:
-        with f, tarfile.open(fileobj=f, mode="r|*") as t:
+        with f, tarfile.open(fileobj=tail, mode="r|*") as t:
             key, group, held = None, {}, 0
             for m in _members(t, where, lambda: last):
                 k, ext = split_key(m.name)
@@ -89,6 +90,10 @@ def tar_samples(url: str, stream: Callable[[], BinaryIO], *, image_key: str | No
                 last = m.name
             if key is not None:
                 yield from _emit(where, key, group, image_key, without_image, metadata)
+            if getattr(t.fileobj, "comptype", "tar") == "tar" and not tail.zeros_at(t.offset):
+                # tarfile ends quietly at a missing or damaged header; a whole shard ends with a zero block
+                raise BadInputError(f"{where}: ends after {printable(last)} without the end-of-archive block; the "
+                                    "shard is truncated (or damaged there)")
     except FidkitError:
         raise
     except Exception as e:  # noqa: BLE001
@@ -98,6 +103,26 @@ def tar_samples(url: str, stream: Callable[[], BinaryIO], *, image_key: str | No
         wanted = f"the extension {image_key!r}" if image_key is not None else "an image extension"
         notes(f"{where}: {len(without_image)} sample(s) hold no member with {wanted} and were left out (first: "
               f"{printable(without_image[0])!r})")
+
+
+class _Tail:
+    """A read-only stream that remembers its last bytes, to look at the block where a tar stream ended."""
+
+    KEEP = 1 << 16
+
+    def __init__(self, f: BinaryIO):
+        self.f, self.total, self.last = f, 0, b""
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.f.read(n)
+        self.total += len(data)
+        self.last = (self.last + data)[-self.KEEP:]
+        return data
+
+    def zeros_at(self, offset: int) -> bool:
+        start = offset - (self.total - len(self.last))
+        block = self.last[start:start + tarfile.BLOCKSIZE] if start >= 0 else b""
+        return len(block) == tarfile.BLOCKSIZE and not block.strip(b"\0")
 
 
 def _members(t: tarfile.TarFile, where: str, last: Callable[[], str]):
