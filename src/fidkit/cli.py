@@ -109,6 +109,9 @@ def _common(p: argparse.ArgumentParser, comparison: bool = False) -> None:
     p.add_argument("--clip-start", type=_non_negative, default=None, metavar="F",
                    help="video networks: first frame of the clip, counted from 0 (default 0); a video with fewer "
                         "than F + (T-1) S + 1 frames is an error naming it")
+    p.add_argument("--image-column", default=None, metavar="NAME",
+                   help="Parquet/Arrow sources: the column of encoded images (default: the Hugging Face 'image' "
+                        "struct, else the only binary column); WebDataset tars: the image extension of each sample")
     p.add_argument("--skip-bad", action="store_true",
                    help="leave unreadable image files out (each is named in the warnings and in the JSON/log "
                         "record) instead of stopping at the first")
@@ -311,7 +314,7 @@ def _options(args) -> dict:
     return dict(protocol=args.protocol,
                 preprocessing=args.preprocessing, crop=args.crop, weights=args.weights, device=args.device, batch_size=args.batch_size,
                 workers=args.workers, limit=args.limit, value_range=args.value_range, skip_bad=args.skip_bad,
-                progress=not args.quiet and sys.stderr.isatty(), distributed=args.distributed, clip=_clip(args))
+                image_column=args.image_column, progress=not args.quiet and sys.stderr.isatty(), distributed=args.distributed, clip=_clip(args))
 
 
 def _clip(args) -> dict | None:
@@ -498,9 +501,11 @@ def _run_stats(args) -> int:
 
 
 def _is_path_source(text: str) -> bool:
-    """A folder or archive of images: what a checkpoint can resume (not statistics, arrays or names)."""
+    """A folder, archive, table or shard list of images: what a checkpoint can resume (not statistics, arrays or
+    names)."""
     p = Path(text)
-    return p.is_dir() or p.name.lower().endswith((".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz"))
+    return p.is_dir() or p.name.lower().endswith((".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz",
+                                                  ".parquet", ".arrow"))
 
 
 def _print_warnings(messages: list[str], quiet: bool) -> None:

@@ -53,7 +53,9 @@ class RunOptions:
     a ``torch.distributed`` group; ``skip_bad`` leave unreadable files out (named in the result); ``crop``
     ``"center"`` to centre-crop every image to a square first; ``clip`` how frames are sampled from videos (a
     :class:`~fidkit.data.video.ClipOptions` or a dict of ``length``, ``stride``, ``start``); ``layout``
-    ``"NCTHW"`` for video tensors of that layout.
+    ``"NCTHW"`` for video tensors of that layout; ``storage_options`` for fsspec when a source is a URL (an S3
+    ``endpoint_url``, credentials); ``image_column`` the image column of Parquet/Arrow tables (or the image
+    extension of WebDataset samples).
     """
 
     device: DeviceLike = None
@@ -67,6 +69,8 @@ class RunOptions:
     crop: str | None = None
     clip: Any = None
     layout: str | None = None
+    storage_options: dict[str, Any] | None = None
+    image_column: str | None = None
 
     def __post_init__(self):
         for name, low in (("batch_size", 1), ("workers", 1), ("limit", 1)):
@@ -119,6 +123,8 @@ class RunKeywords(TypedDict, total=False):
     crop: str | None
     clip: Any
     layout: str | None
+    storage_options: dict[str, Any] | None
+    image_column: str | None
     kid_subsets: int
     kid_subset_size: int
     is_splits: int
@@ -242,7 +248,8 @@ def resolve(metrics: str | Iterable[str] | None = None, features: str | Iterable
     sources = list(sources)
     names = list(source_names) if source_names is not None else ["source"] * len(sources)
     opened = tuple(open_source(s, value_range=run.value_range, limit=run.limit, modality=plan.modality, clip=clip,
-                               layout=run.layout, argument=name) for s, name in zip(sources, names))
+                               layout=run.layout, argument=name, storage_options=run.storage_options,
+                               image_column=run.image_column) for s, name in zip(sources, names))
     if mode is None:  # the preprocessing recorded in given statistics, else each extractor's default
         plan.preprocessing.update({e: m for e, m in _recorded_modes(opened).items() if e in plan.preprocessing})
     plan.preprocessing = with_crop(plan.preprocessing, run.crop)

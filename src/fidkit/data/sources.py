@@ -41,11 +41,19 @@ from fidkit.data.arrays import _NpzMember, _array_file, _array_images, _npz, _st
 
 
 def open_source(spec, *, value_range: tuple[float, float] | None = None, limit: int | None = None,
-                modality: str = "image", clip=None, layout: str | None = None, argument: str = "source") -> Source:
+                modality: str = "image", clip=None, layout: str | None = None, argument: str = "source",
+                storage_options: dict | None = None, image_column: str | None = None) -> Source:
     """``modality="video"`` reads videos instead (:mod:`fidkit.data.video`: files, frame folders, 5-D arrays and
     tensors), sampled as ``clip`` (a :class:`~fidkit.data.video.ClipOptions`) says; statistics and features are
-    read alike for both.  ``argument`` names the parameter in errors about the path itself (an empty one)."""
+    read alike for both.  ``argument`` names the parameter in errors about the path itself (an empty one).
+    URLs, globs, brace lists and lists of shard names are read by :func:`fidkit.data.remote.open_shards`
+    (``storage_options`` go to fsspec; ``image_column`` names a table's image column or a WebDataset extension)."""
     check_path_text(spec, argument)
+    if _names_shards(spec):
+        if modality != "image":
+            raise BadInputError(f"{printable(str(spec))}: shards and URLs hold images; videos are read from files")
+        from fidkit.data.remote import open_shards
+        return open_shards(spec, limit=limit, storage_options=storage_options, image_column=image_column)
     if limit is not None and limit < 1:
         raise BadInputError(f"limit must be at least 1, got {limit}")
     if modality not in ("image", "video"):
@@ -64,7 +72,7 @@ def open_source(spec, *, value_range: tuple[float, float] | None = None, limit: 
     if isinstance(spec, Reference):
         return StatsSource(spec.description, spec)
     if isinstance(spec, (str, os.PathLike)):
-        return _open_path(Path(spec), str(spec), value_range, limit)
+        return _open_path(Path(spec), str(spec), value_range, limit, image_column=image_column)
     if isinstance(spec, (torch.Tensor, np.ndarray)):
         where = _describe_array(spec)
         check_image_batch_shape(tuple(spec.shape), where, channels_last=isinstance(spec, np.ndarray))
@@ -73,6 +81,16 @@ def open_source(spec, *, value_range: tuple[float, float] | None = None, limit: 
         return _array_images(spec, "batches", value_range, limit, count=None, in_memory=True)
     raise BadInputError(f"cannot use {type(spec).__name__} as a source: pass a path, a tensor, an array, "
                         "an iterable of batches, or FeatureStats")
+
+def _names_shards(spec) -> bool:
+    """A URL, a glob or brace list that is not itself an existing path, or a list of such names."""
+    if isinstance(spec, (list, tuple)):
+        return bool(spec) and all(isinstance(s, str) for s in spec)
+    if not isinstance(spec, str):
+        return False
+    from fidkit.data.shards import is_pattern, is_url
+    return is_url(spec) or (is_pattern(spec) and not os.path.lexists(spec))
+
 
 def _holds_statistics_or_features(path: Path) -> bool:
     """Whether a path given as videos is in fact a saved statistics name, a statistics file or 2-D features."""
@@ -130,7 +148,7 @@ def _adm_images(path: Path, limit: int | None):
     return _stored_images(path, None, limit) if has_images else None
 
 
-def _open_path(path: Path, text: str, value_range, limit) -> Source:
+def _open_path(path: Path, text: str, value_range, limit, *, image_column: str | None = None) -> Source:
     status = path_status(path, text)
     if status is None:
         if cache.is_stats_name(text):
@@ -154,8 +172,11 @@ def _open_path(path: Path, text: str, value_range, limit) -> Source:
         return _array_file(arr, printable(str(path)), value_range, limit)
     if name.endswith(_PUBLISHED):
         return _published(path)
+    if name.endswith((".parquet", ".arrow")):
+        from fidkit.data.remote import open_shards
+        return open_shards([str(path)], limit=limit, image_column=image_column)
     raise BadInputError(f"{printable(str(path))}: unsupported file type; expected a folder, .zip, .tar, .npz, .npy, "
-                        "or published statistics (.pkl, .pth, .pt)")
+                        ".parquet, .arrow, or published statistics (.pkl, .pth, .pt)")
 
 
 _PUBLISHED = (".pkl", ".pth", ".pt")
