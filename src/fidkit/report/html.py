@@ -120,7 +120,8 @@ def plotly_figure(fig: dict) -> dict:
                      "x": [f["x"] for f in fig["flags"]], "y": [f["y"] for f in fig["flags"]],
                      "text": [f["text"] for f in fig["flags"]], "hovertemplate": "%{text}<extra></extra>",
                      "marker": {"symbol": "x", "size": 14, "color": "#d62728", "line": {"width": 2}}})
-    layout: dict[str, Any] = {"title": {"text": _e(fig["title"]), "font": {"size": 14}},
+    layout: dict[str, Any] = {"title": {"text": _e(fig["title"]), "font": {"size": 14}, "x": 0.01,
+                                        "xanchor": "left"},   # left: clear of the tool bar
                               "xaxis": {"title": {"text": _e(fig["x_title"])}, "type": fig.get("x_type", "linear")},
                               "yaxis": {"title": {"text": _e(fig["y_title"])}},
                               "margin": {"l": 60, "r": 20, "t": 40, "b": 50}, "height": 340,
