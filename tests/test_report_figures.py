@@ -225,3 +225,26 @@ def test_cli_report_writes_page_sidecar_and_figures(tmp_path):
     assert (tmp_path / "png" / "curve-fid.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert main(["plot", str(log), "--png", str(tmp_path / "svg"), "--format", "svg"]) == 0
     assert (tmp_path / "svg" / "curve-fid.svg").read_text().lstrip().startswith(("<?xml", "<svg"))
+
+
+def test_fd_infinity_result_keeps_its_subset_scores_and_slope():
+    """What the FD-vs-N chart draws: the stored slope and limit are the least-squares line through the stored
+    per-N scores (refitted here with numpy.polyfit on 1/N)."""
+    import warnings
+
+    import numpy as np
+
+    from fidkit.metrics.catalog import METRICS, Inputs, MetricOptions
+    from fidkit.stats.moments import FeatureStats
+    rng = np.random.default_rng(0)
+    real, fake = rng.normal(size=(80, 6)), rng.normal(0.3, 1.2, size=(60, 6))
+    x = Inputs(real_stats=FeatureStats.from_features(real), real_features=real, fake_stats=None,
+               fake_features=fake, fake_n=60, options=MetricOptions())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = METRICS["fd_inf"].compute(x)
+    sizes, scores = np.array(out["fd_inf_sizes"], float), np.array(out["fd_inf_scores"])
+    assert len(sizes) == len(scores) == 15
+    slope, intercept = np.polyfit(1.0 / sizes, scores, 1)
+    assert out["fd_inf_slope"] == pytest.approx(slope, rel=1e-9)
+    assert out["fd_inf"] == pytest.approx(intercept, rel=1e-9)
