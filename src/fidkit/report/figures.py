@@ -464,8 +464,14 @@ def compare_fallback(a: dict, b: dict) -> dict:
 
 def _compare(a: dict, b: dict) -> dict:
     """``fidkit.report.compare`` when the package provides it, else :func:`compare_fallback`."""
+    import importlib
     import fidkit.report as package
     fn = getattr(package, "compare", None)
+    if fn is None or not callable(fn):    # a module fidkit/report/compare.py holding the function
+        try:
+            fn = getattr(importlib.import_module("fidkit.report.compare"), "compare", None)
+        except ImportError:
+            fn = None
     if callable(fn):
         return fn(a, b)
     return compare_fallback(a, b)
