@@ -168,6 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(option.flag, dest=option.name, type=option.type, default=None,
                        metavar="N" if option.type is int else "X",
                        help=f"{option.help} (default {option.default:g})")
+    p.add_argument("--report", metavar="FILE.html", default=None,
+                   help="also write this run's report: one offline HTML page and a FILE.json sidecar (see 'fidkit "
+                        "report'; needs the report extra)")
     _common(p, comparison=True)
 
     p = sub.add_parser("stats", help="precompute reference statistics of a source")
@@ -219,7 +222,60 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("protocols", help="list the published protocols' cards (--protocol NAME)")
     p.add_argument("name", nargs="?", default=None, help="describe one card")
     p.add_argument("--json", action="store_true", help="print the cards as JSON")
+    _report_parsers(sub)
     return parser
+
+
+def _report_parsers(sub) -> None:
+    runs_help = ("JSON results (--json output) and JSONL logs (--log), in order; a log is one series of checkpoints "
+                 "(x: its 'step' keys, else 'name', else the order of its lines)")
+    p = sub.add_parser("report", help="one offline HTML page of results and logs (curves, FD terms, fidelity vs "
+                                      "diversity, FD vs N, samples, provenance, A/B)",
+                       description="Writes one self-contained HTML page (plotly.js inlined: no network) and a JSON "
+                                   "sidecar with every figure's data. Needs the report extra.")
+    p.add_argument("runs", nargs="+", metavar="RUN", help=runs_help)
+    p.add_argument("-o", "--output", default="report.html", metavar="FILE.html",
+                   help="the page (default report.html); its data goes beside it as FILE.json")
+    p.add_argument("--ab", nargs=2, metavar=("A", "B"), default=None,
+                   help="compare these two results (files; a log's last line); default: the two results when "
+                        "exactly two are given")
+    p.add_argument("--title", default="fidkit report", help="the page's title")
+    p.add_argument("--png", metavar="DIR", default=None, help="also write every figure into DIR (plot extra)")
+    p.add_argument("--format", choices=("png", "svg"), default="png", help="image format of --png (default png)")
+    p = sub.add_parser("plot", help="the report's figures as PNG or SVG files (matplotlib)",
+                       description="Writes every figure of 'fidkit report' into DIR. Needs the plot extra.")
+    p.add_argument("runs", nargs="+", metavar="RUN", help=runs_help)
+    p.add_argument("--png", metavar="DIR", required=True, help="folder of the figure files (created)")
+    p.add_argument("--format", choices=("png", "svg"), default="png", help="image format (default png)")
+    p.add_argument("--ab", nargs=2, metavar=("A", "B"), default=None, help="as for 'fidkit report'")
+
+
+def _ab_pair(args) -> tuple[dict, dict] | None:
+    from fidkit.report.runs import read_results
+    return None if not args.ab else (read_results(args.ab[0])[-1], read_results(args.ab[1])[-1])
+
+
+def _run_report(args) -> int:
+    from fidkit.report.html import require_plotly, write_report
+    from fidkit.report.runs import load_series
+    require_plotly()
+    _check_target(args.output, "-o")
+    series = load_series(args.runs)
+    write_report(series, args.output, ab=_ab_pair(args), title=args.title)
+    print(f"wrote {args.output}")
+    if args.png:
+        _run_plot(args, series)
+    return 0
+
+
+def _run_plot(args, series=None) -> int:
+    from fidkit.report.figures import build_report
+    from fidkit.report.png import write_figures
+    from fidkit.report.runs import load_series
+    series = load_series(args.runs) if series is None else series
+    written = write_figures(build_report(series, ab=_ab_pair(args)), args.png, fmt=args.format)
+    print(f"wrote {len(written)} figure(s) into {args.png}")
+    return 0
 
 
 def _run_protocols(args) -> int:
@@ -419,6 +475,10 @@ def _run_fid(args) -> int:
 
 def _run_eval(args) -> int:
     _check_target(args.log, "--log")
+    if args.report:  # refused before minutes of computation, not after
+        from fidkit.report.html import require_plotly
+        require_plotly()
+        _check_target(args.report, "--report")
     _published_sides(args)
     result = evaluate(args.a, args.b, metrics=args.metrics, features=args.features, force=args.force, **_resume(args),
                       **{name: getattr(args, name) for name in declared_options()
@@ -432,6 +492,10 @@ def _run_eval(args) -> int:
         print("\n".join(text.settings_lines(result, record) + text.verdict_lines(result)))
     _print_warnings(result.warnings, args.quiet)
     _append_log(args.log, record)
+    if args.report:
+        from fidkit.report.html import write_report
+        from fidkit.report.runs import Series
+        write_report([Series(name="run", records=[record])], args.report)
     return 0
 
 
@@ -580,7 +644,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 _COMMANDS = {"fid": _run_fid, "eval": _run_eval, "stats": _run_stats, "extractors": _run_extractors,
-             "convert": _run_convert, "refs": _run_refs, "adm": _run_adm, "protocols": _run_protocols}
+             "convert": _run_convert, "refs": _run_refs, "adm": _run_adm, "protocols": _run_protocols,
+             "report": _run_report, "plot": _run_plot}
 
 if __name__ == "__main__":
     sys.exit(main())

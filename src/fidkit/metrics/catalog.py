@@ -231,7 +231,9 @@ def _dc(x: Inputs) -> dict[str, Any]:
 
 def _fd_inf(x: Inputs) -> dict[str, Any]:
     e = fid_infinity(x.fake_features, x.real_stats, seed=x.options.seed)
-    return {"fd_inf": e.value, "fd_inf_sizes": [int(n) for n in e.sizes], "fd_inf_r2": e.r_squared}
+    # the per-size scores and the slope too, so a report can draw FD against N with the fitted a + b/N
+    return {"fd_inf": e.value, "fd_inf_sizes": [int(n) for n in e.sizes], "fd_inf_r2": e.r_squared,
+            "fd_inf_scores": [float(v) for v in e.scores], "fd_inf_slope": e.slope}
 
 
 def _noise_floor(x: Inputs) -> dict[str, Any]:

@@ -23,7 +23,7 @@ def settings_lines(result, record: dict) -> list[str]:
     return out
 
 
-DETAILS = ("_std", "_ci", "_sizes", "_subset_size", "_n", "_r2")
+DETAILS = ("_std", "_ci", "_sizes", "_subset_size", "_n", "_r2", "_scores", "_slope")
 
 
 def is_detail(key: str, values: dict) -> bool:
