@@ -463,9 +463,9 @@ def is_partial_file(path: str | os.PathLike) -> bool:
         return False
 
 
-def read_list(path: str | os.PathLike) -> list[str]:
-    """A list file: one entry per line; blank lines and ``#`` comments ignored; relative paths are relative to
-    the list file's folder."""
+def read_list(path: str | os.PathLike, *, relative: bool = True) -> list[str]:
+    """A list file: one entry per line; blank lines and ``#`` comments ignored; with ``relative``, relative paths
+    are relative to the list file's folder (else entries are taken as written: shard names)."""
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except OSError as e:
@@ -475,7 +475,7 @@ def read_list(path: str | os.PathLike) -> list[str]:
     for line in lines:
         line = line.strip()
         if line and not line.startswith("#"):
-            out.append(line if "://" in line or os.path.isabs(line) else str(base / line))
+            out.append(line if not relative or "://" in line or os.path.isabs(line) else str(base / line))
     return out
 
 
