@@ -58,6 +58,7 @@ def spark_reference(df, *, size: tuple[int, int], features: str = "inception", k
         part = _builder(features, keep_features, setup).from_features({space: feats}, f"rows-{rows[0]['index']:012d}")
         return [part.to_bytes()]
 
-    with_features = df.withColumn("features", embed("image")).select("index", "features")
+    # sorted by index: each partition a contiguous range, so kept rows concatenate in row order
+    with_features = df.withColumn("features", embed("image")).select("index", "features").orderBy("index")
     blobs = with_features.rdd.mapPartitions(partition_partial).collect()
     return fidkit.merge([fidkit.Partial.from_bytes(b) for b in blobs])

@@ -58,6 +58,8 @@ def _worker_env(monkeypatch) -> None:
     """Worker processes import fidkit and the recipes as the driver does."""
     paths = [str(ROOT / "src"), str(EXAMPLES), str(ROOT / "tests")]
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(paths + [os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("PYSPARK_PYTHON", sys.executable)   # Spark's workers: this interpreter, not 'python3'
+    monkeypatch.setenv("PYSPARK_DRIVER_PYTHON", sys.executable)
 
 
 def test_slurm_script_by_a_loop_over_task_ids(data, tmp_path):
