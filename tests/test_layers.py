@@ -24,7 +24,7 @@ LAYERS = [
     {"report"},                               # results, notes and warnings
     {"request"},                              # a request resolved once
     {"session"},                              # features into a result
-    {"api", "evaluator", "differentiable", "testing", "adm"},   # front ends
+    {"api", "evaluator", "differentiable", "testing", "adm", "mapreduce"},   # front ends
     {"cli", "__main__", "__init__"},          # the command line and the package's face
 ]
 

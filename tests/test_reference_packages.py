@@ -12,7 +12,8 @@ import pytest
                                     "dinov2.models.vision_transformer", "cdfvd.third_party.i3d.pytorch_i3d", "av",
                                     # the shard tests (tests/data/test_sources_object_storage.py) skip without them
                                     "fsspec", "s3fs", "pyarrow.parquet", "moto.server",
-                                    "plotly", "matplotlib", "selenium"])
+                                    "plotly", "matplotlib", "selenium",
+                                    "ray.data", "pyspark.ml.functions", "pandas"])
 def test_reference_package_is_installed(module):
     importlib.import_module(module)
 

@@ -13,6 +13,7 @@ from fidkit.errors import BadInputError, FidkitError, FidkitWarning, Incomparabl
 from fidkit.evaluator import Evaluator, evaluate_generator, sample_seeds, seeded_randn
 from fidkit.extractors import ExtractorSpec, Preprocessing, Tap, custom_extractor, register
 from fidkit.extractors.inception import MODES
+from fidkit.mapreduce import Partial, PartialBuilder, combine, merge, partial
 from fidkit.metrics.frechet import frechet_distance, frechet_distance_from_moments
 from fidkit.metrics.differentiable import FrechetReference, frechet_distance_torch, kid_torch
 from fidkit.differentiable import DifferentiableFID
@@ -28,5 +29,6 @@ __all__ = [
     "FIDResult", "MODES", "FidkitError", "BadInputError", "IncomparableStatsError", "WeightsUnavailableError",
     "FidkitWarning", "Evaluator", "evaluate_generator", "sample_seeds", "seeded_randn", "__version__",
     "ExtractorSpec", "Preprocessing", "Tap", "custom_extractor", "register",
-    "DifferentiableFID", "FrechetReference", "frechet_distance_torch", "kid_torch", "adm_evaluate",
+    "DifferentiableFID", "FrechetReference",
+    "partial", "merge", "combine", "Partial", "PartialBuilder", "frechet_distance_torch", "kid_torch", "adm_evaluate",
 ]

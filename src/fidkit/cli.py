@@ -185,12 +185,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--restart", action="store_true",
                    help="ignore (and delete) the checkpoint of an interrupted run of this command, start over")
     p.add_argument("--extractors", default=None, metavar="EXT,...", help="the older name of --features EXT,...")
+    p.add_argument("--partial", action="store_true",
+                   help="write SOURCE's partial statistics (one shard of a larger set: counts, exact co-moments, "
+                        "kept features, the shard's fingerprint) for 'fidkit merge'; a rerun whose -o already "
+                        "holds this shard's partial with the same content and settings is skipped")
     p.add_argument("--features", dest="features", nargs="?", const=_KEEP, default=None, metavar="EXT,...",
                    help="feature extractors to compute statistics for, from one decode: "
                         + ", ".join(s.name for s in specs()) + " (default inception), as 'fidkit eval --features'. "
                         "Without a value: --keep-features (its meaning before fidkit 0.2, deprecated)")
     _common(p)
 
+    _merge_parser(sub)
     sub.add_parser("extractors", help="list the feature extractors, their taps, preprocessing and weight files")
     _convert_parser(sub)
 
@@ -460,6 +465,7 @@ def _cached_record(entry) -> dict | None:
 def _run_fid(args) -> int:
     _check_target(args.log, "--log")
     _published_sides(args)
+    _partial_sides(args)
     result = evaluate(args.a, args.b, metrics=("fid",), features=("inception",), force=args.force, **_resume(args),
                       **_options(args))
     record = result.to_dict()
@@ -480,6 +486,7 @@ def _run_eval(args) -> int:
         require_plotly()
         _check_target(args.report, "--report")
     _published_sides(args)
+    _partial_sides(args)
     result = evaluate(args.a, args.b, metrics=args.metrics, features=args.features, force=args.force, **_resume(args),
                       **{name: getattr(args, name) for name in declared_options()
                          if getattr(args, name) is not None},
@@ -500,6 +507,8 @@ def _run_eval(args) -> int:
 
 
 def _run_stats(args) -> int:
+    if args.partial:
+        return _run_stats_partial(args)
     if not args.output and not args.name:
         raise BadInputError("give -o FILE.npz and/or --name NAME for the statistics")
     if args.features is _KEEP:  # the old spelling
@@ -561,6 +570,108 @@ def _run_stats(args) -> int:
     _print_warnings([str(w.message) for w in caught if issubclass(w.category, FidkitWarning)], args.quiet)
     if failed:
         raise OutputError("could not write " + "; ".join(failed) + " (nothing was left half-written)")
+    return 0
+
+
+# -- partial statistics and their merge (fidkit.mapreduce) ----------------------------------------------
+
+def _merge_parser(sub) -> None:
+    p = sub.add_parser("merge", help="merge partial statistics of shards ('fidkit stats SHARD --partial') exactly",
+                       description="Merge the partials of shards into one statistics file, exactly (float64 "
+                                   "co-moments), whatever their order. Refuses partials of other networks or "
+                                   "preprocessing and a shard counted twice, naming them. PART may be a file, a "
+                                   "quoted pattern ('parts/*.npz') or @LIST (a file naming one partial a line).")
+    p.add_argument("parts", nargs="+", metavar="PART")
+    p.add_argument("-o", "--output", required=True, metavar="FILE.npz", help="where to write the merged statistics")
+    p.add_argument("--expect", metavar="LIST_FILE",
+                   help="the shards that must all be there, one a line, as given to 'fidkit stats' (their order "
+                        "is the order of kept features); missing or unexpected shards are named and refused")
+    p.add_argument("--expect-count", type=_positive, default=None, metavar="N",
+                   help="the number of shards that must be there")
+    p.add_argument("--partial", action="store_true",
+                   help="write a partial again (a level of a tree of merges) instead of statistics")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _part_files(specs: list[str]) -> list[str]:
+    from fidkit.mapreduce import expand_parts
+    files = []
+    for spec in specs:
+        found = expand_parts(spec)
+        if found is None:
+            raise BadInputError(f"{spec}: not a fidkit partial ('fidkit stats SHARD --partial -o FILE' writes one)")
+        files += found
+    return files
+
+
+def _run_merge(args) -> int:
+    from fidkit.mapreduce import combine, read_list
+    _check_target(args.output, "-o")
+    expect = read_list(args.expect, relative=False) if args.expect else None
+    merged = combine(_part_files(args.parts), expect=expect, expect_count=args.expect_count)
+    out = merged.save(args.output) if args.partial else merged.to_reference().save(args.output)
+    if args.json:
+        print(json.dumps({"written": str(out), "shards": len(merged.shards), "n": merged.n,
+                          "spaces": sorted(merged.stats), "kept": sorted(merged.features)}))
+    else:
+        print(f"merged {len(merged.shards)} shards, N={text.count(merged.n)} "
+              f"[{', '.join(sorted(set(merged.stats) | set(merged.features)))}]: written to {out}")
+    return 0
+
+
+def _partial_sides(args) -> None:
+    """A side given as partials (a quoted pattern, @LIST or one partial file) is their merge."""
+    from fidkit.mapreduce import expand_parts, merge
+    for attr in ("a", "b"):
+        files = expand_parts(getattr(args, attr))
+        if files is not None:
+            setattr(args, attr, merge(files, description=f"{getattr(args, attr)} ({len(files)} partials)"))
+
+
+def _run_stats_partial(args) -> int:
+    from fidkit.mapreduce import Partial, fingerprint, is_partial_file, partial, planned_identity
+    if not args.output or args.name:
+        raise BadInputError("--partial writes one file: give -o PART.npz (and no --name)")
+    out = npz_path(args.output)
+    _check_target(str(out), "-o")
+    options = dict(features=args.features if args.features not in (None, _KEEP) else args.extractors,
+                   keep_features=args.keep_features or args.features is _KEEP)
+    run_keys = {k: v for k, v in _options(args).items() if k not in ("protocol", "preprocessing", "weights")}
+    if out.exists() and not args.restart:
+        if not is_partial_file(out):
+            raise BadInputError(f"{out} exists and is not a fidkit partial; pass --restart to overwrite it")
+        old = Partial.load(out)
+        from fidkit.request import RunOptions
+        now = planned_identity(args.source, preprocessing=args.preprocessing, weights=args.weights,
+                               run=RunOptions(**run_keys), **options)
+        stamp = fingerprint(args.source)
+        shard = old.shards[0] if len(old.shards) == 1 else None
+        differs = []
+        if shard is None or shard.shard != args.source:
+            differs.append(f"it holds {', '.join(s.shard for s in old.shards[:3])}, not {args.source}")
+        elif shard.fingerprint != stamp:
+            differs.append(f"the shard's content changed (fingerprint {shard.fingerprint} -> {stamp})")
+        if old.identity() != now:
+            differs.append("it was computed with other settings (networks, weights, preprocessing or kept features)")
+        if differs:
+            raise BadInputError(f"{out} already exists and differs: {'; '.join(differs)}; pass --restart to "
+                                "overwrite it")
+        if not args.quiet:
+            print(f"{out}: already holds the partial of {args.source} (same content and settings); skipped")
+        if args.json:
+            print(json.dumps({"written": None, "skipped": str(out), "n": old.n}))
+        return 0
+    part = partial(args.source, preprocessing=args.preprocessing, weights=args.weights, protocol=args.protocol,
+                   **options, **run_keys)
+    part.save(out)  # only now: a shard that fails leaves no partial behind
+    if args.json:
+        print(json.dumps({"written": str(out), "shard": args.source, "n": part.n,
+                          "fingerprint": part.shards[0].fingerprint, "spaces": sorted(part.stats),
+                          "kept": sorted(part.features)}))
+    else:
+        print(f"partial of {args.source}: N={text.count(part.n)} [{', '.join(sorted(part.provenance))}]: "
+              f"written to {out}")
+    _print_warnings(part.skipped and [f"left out of {args.source}: {s}" for s in part.skipped], args.quiet)
     return 0
 
 
@@ -643,9 +754,9 @@ def main(argv: list[str] | None = None) -> int:
             dist.destroy_process_group()
 
 
-_COMMANDS = {"fid": _run_fid, "eval": _run_eval, "stats": _run_stats, "extractors": _run_extractors,
-             "convert": _run_convert, "refs": _run_refs, "adm": _run_adm, "protocols": _run_protocols,
-             "report": _run_report, "plot": _run_plot}
+_COMMANDS = {"fid": _run_fid, "eval": _run_eval, "stats": _run_stats, "merge": _run_merge,
+             "extractors": _run_extractors, "convert": _run_convert, "refs": _run_refs, "adm": _run_adm,
+             "protocols": _run_protocols, "report": _run_report, "plot": _run_plot}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -11,6 +11,8 @@ import os
 
 import torch
 
+from fidkit.errors import BadInputError
+
 from fidkit.extractors.inception import FIDInceptionV3
 
 
@@ -135,3 +137,21 @@ def import_openai_clip():
             del sys.modules["pkg_resources"]
     import clip
     return clip
+
+
+def tiny_extractor(name: str = "tiny", *, dim: int = 8, size: int = 16, seed: int = 0):
+    """Register (once per process) a small random network ``name`` of ``dim`` features on ``size`` px images:
+    for tests and benchmarks of the data path (shards, engines), where Inception's cost would hide it.  The same
+    arguments give the same weights, hence comparable statistics, in every process that calls it."""
+    from fidkit.extractors import custom_extractor, get_spec
+    try:
+        return get_spec(name)
+    except BadInputError:  # not registered yet in this process
+        pass
+    g = torch.Generator().manual_seed(seed)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=2), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(2),
+                              torch.nn.Flatten(), torch.nn.Linear(32, dim))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+    return custom_extractor(name, net.eval(), dim=dim, size=size)

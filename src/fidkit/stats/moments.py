@@ -132,6 +132,12 @@ class FeatureStats:
                             self.provenance, cov=None if self._cov is None else self._cov.copy())
 
     @property
+    def m2(self) -> np.ndarray:
+        """The co-moment ``sum (x - mean)(x - mean)^T`` (float64): with ``n`` and ``mean``, what merges exactly."""
+        self._require_n("read the co-moment of")
+        return self._m2
+
+    @property
     def cov(self) -> np.ndarray:
         """Unbiased sample covariance (divided by ``n - 1``)."""
         if self._cov is not None:
