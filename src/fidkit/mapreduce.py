@@ -456,7 +456,10 @@ def _check_same_settings(parts: list[Partial]) -> None:
 def is_partial_file(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a ``.npz`` fidkit partial (reads its ``format`` entry only)."""
     p = Path(path)
-    if not (p.is_file() and p.name.lower().endswith(".npz")):
+    try:
+        if not (p.name.lower().endswith(".npz") and p.is_file()):
+            return False
+    except OSError:  # a name the system refuses (too long, ...): not a partial; the source reader names the problem
         return False
     try:
         with np.load(p, allow_pickle=False) as z:
