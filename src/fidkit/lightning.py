@@ -38,7 +38,8 @@ class FidkitCallback(Callback):
     <fidkit.Evaluator.update>` takes them (e.g. ``pl_module.ema(fidkit.seeded_randn(seeds, 512,
     device=pl_module.device))`` with ``value_range=(-1, 1)``); it runs under ``torch.inference_mode`` with the
     module in eval mode (its training mode is restored afterwards).  ``n_samples`` images are drawn, ``batch_size``
-    at a time, with seeds derived from ``seed``.  The remaining keywords (``metrics``, ``features``, ``weights``,
+    at a time, with seeds derived from ``seed``; the network takes ``network_batch_size`` (default ``batch_size``)
+    at a time.  The remaining keywords (``metrics``, ``features``, ``weights``,
     ``value_range``, ``kid_subsets``, ...) build the :class:`~fidkit.Evaluator`, once, at ``setup``, on the
     module's device unless ``device=`` says otherwise.  Every process must run the callback (Lightning does).
 
@@ -49,7 +50,7 @@ class FidkitCallback(Callback):
     def __init__(self, sample_fn: SampleFn, *, reference: SourceLike,
                  metrics: str | Iterable[str] | None = None, n_samples: int = 5000,
                  every_n_steps: int | None = None, every_n_epochs: int | None = None, on_train_end: bool = False,
-                 batch_size: int = 64, seed: int = 0, prefix: str = "fidkit/", jsonl: str | os.PathLike | None = None,
+                 batch_size: int = 64, network_batch_size: int | None = None, seed: int = 0, prefix: str = "fidkit/", jsonl: str | os.PathLike | None = None,
                  **evaluator_options: Any):
         if every_n_steps is None and every_n_epochs is None and not on_train_end:
             raise BadInputError("FidkitCallback: give every_n_steps=, every_n_epochs= or on_train_end=True")
@@ -65,7 +66,7 @@ class FidkitCallback(Callback):
         self.every_n_steps, self.every_n_epochs, self.at_end = every_n_steps, every_n_epochs, on_train_end
         self.batch_size, self.seed, self.prefix = batch_size, seed, prefix
         self.jsonl = jsonl
-        self.evaluator_options = evaluator_options
+        self.evaluator_options = dict(evaluator_options, batch_size=network_batch_size or batch_size)
         self.evaluator: Evaluator | None = None
         self.result: EvalResult | None = None
         self._last_step: int | None = None  # the step last evaluated: never twice for one step
@@ -78,24 +79,24 @@ class FidkitCallback(Callback):
             self.evaluator = Evaluator(self.metrics, self.reference, **options)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        step = trainer.global_step
+        step = trainer.global_step   # already counts the optimizer step of this batch
         if self.every_n_steps and step > 0 and step % self.every_n_steps == 0:
-            self.evaluate(trainer, pl_module)
+            self.evaluate(trainer, pl_module, hook="step")
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         if self.every_n_epochs and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
-            self.evaluate(trainer, pl_module)
+            self.evaluate(trainer, pl_module, hook="epoch")
 
     def on_train_end(self, trainer, pl_module) -> None:
         if self.at_end:
-            # Lightning refuses self.log in on_train_end: the loggers are written to directly.
-            self.evaluate(trainer, pl_module, log_to_module=False)
+            self.evaluate(trainer, pl_module, hook="end")
 
-    def evaluate(self, trainer, pl_module, *, log_to_module: bool = True) -> EvalResult:
-        """Draw the samples, compute the metrics, log them; collective: every process must call it."""
+    def evaluate(self, trainer, pl_module, *, hook: str = "step") -> EvalResult:
+        """Draw the samples, compute the metrics, log them; collective: every process must call it.  ``hook``
+        (``step``, ``epoch``, ``end``) says where it is called from, which decides how Lightning may log."""
         step = trainer.global_step
         if self._last_step == step and self.result is not None:
-            return self.result  # e.g. a step that also ends an epoch
+            return self.result  # e.g. a step that also ends an epoch: one evaluation per step
         if self.evaluator is None:
             raise BadInputError("FidkitCallback.evaluate before setup: add the callback to the Trainer")
         was_training = pl_module.training
@@ -107,14 +108,18 @@ class FidkitCallback(Callback):
             pl_module.train(was_training)
         self.result, self._last_step = result, step
         values = result.flat(prefix=self.prefix)
-        if log_to_module:
-            # every process holds the same result: nothing to reduce, and rank 0's loggers write it
-            pl_module.log_dict(values, on_step=True, on_epoch=False, sync_dist=False, rank_zero_only=True)
-        else:
+        if hook != "end":   # Lightning refuses self.log in on_train_end
+            # callback_metrics: what ModelCheckpoint(monitor="fidkit/fid") and the progress bar read.  Every process
+            # holds the same result, so there is nothing to reduce.
+            pl_module.log_dict(values, logger=False, on_step=hook == "step", on_epoch=hook != "step",
+                               sync_dist=False)
+        if trainer.is_global_zero:
+            # Straight to the loggers, at this step: through self.log they would wait for log_every_n_steps.
             for logger in trainer.loggers:
                 logger.log_metrics(values, step=step)
-        if self.jsonl is not None and trainer.is_global_zero:
-            self._append(step, trainer.current_epoch, result)
+                logger.save()
+            if self.jsonl is not None:
+                self._append(step, trainer.current_epoch, result)
         return result
 
     def _append(self, step: int, epoch: int, result: EvalResult) -> None:

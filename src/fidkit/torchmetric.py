@@ -68,9 +68,10 @@ class FidkitMetric(torchmetrics.Metric):
                  metric_options: Mapping[str, Any] | None = None, **keywords: Unpack[RunKeywords]):
         super().__init__(**dict(metric_options or {}))
         # The Evaluator extracts and checks; it never combines processes itself: torchmetrics does.
-        self.evaluator = Evaluator(metrics, reference, features=features, preprocessing=preprocessing,
-                                   weights=weights, force=force, distributed=False, options=options, run=run,
-                                   **keywords)
+        self._evaluator_args = dict(metrics=metrics, reference=reference, features=features,
+                                    preprocessing=preprocessing, weights=weights, force=force, distributed=False,
+                                    options=options, run=run, **keywords)
+        self._evaluator: Evaluator | None = Evaluator(**self._evaluator_args)
         self.value, self.prefix = value, prefix
         self.result: EvalResult | None = None
         self._seen = {"fake": 0, "real": 0}  # images this process was given (for its conversion notes)
@@ -91,6 +92,19 @@ class FidkitMetric(torchmetrics.Metric):
             for i, space in enumerate(state.keep):
                 names.setdefault(space, {})["rows"] = f"{side}_rows{i}"
                 self.add_state(f"{side}_rows{i}", [], dist_reduce_fx="cat")
+
+    @property
+    def evaluator(self) -> Evaluator:
+        """The :class:`~fidkit.Evaluator` that extracts features (rebuilt after unpickling)."""
+        if self._evaluator is None:
+            self._evaluator = Evaluator(**self._evaluator_args)
+        return self._evaluator
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Networks (and a custom extractor's closures) do not travel to processes Lightning or torch.multiprocessing
+        # spawn: the states and the construction arguments do, and each process builds its own Evaluator (its
+        # registered networks and weights files must be there, as for any fidkit process).
+        return {**super().__getstate__(), "_evaluator": None}
 
     # feeding -------------------------------------------------------------------------
     def update(self, images, real: bool = False) -> None:  # type: ignore[override]
