@@ -9,7 +9,10 @@ import pytest
 
 @pytest.mark.skipif(not os.environ.get("CI"), reason="only CI must have every reference package")
 @pytest.mark.parametrize("module", ["torch_fidelity", "pytorch_fid", "cleanfid", "torchvision",
-                                    "dinov2.models.vision_transformer", "cdfvd.third_party.i3d.pytorch_i3d", "av"])
+                                    "dinov2.models.vision_transformer", "cdfvd.third_party.i3d.pytorch_i3d", "av",
+                                    # the logging and training-framework bridges' tests (fidkit.loggers,
+                                    # fidkit.torchmetric, fidkit.lightning) skip without these
+                                    "tensorboard", "wandb", "torchmetrics", "lightning.pytorch"])
 def test_reference_package_is_installed(module):
     importlib.import_module(module)
 

@@ -123,3 +123,34 @@ def test_two_processes_equal_the_evaluator_on_all_samples(tmp_path):
     for g in got:
         _assert_same(g["values"], want)               # ... and computed over everything
     assert got[0]["values"] == got[1]["values"]
+
+
+def test_pickles_without_its_network_and_resumes():
+    """What Lightning's spawn and torchmetrics' clone do: states travel, the Evaluator is rebuilt on arrival."""
+    import pickle
+    real, fake = _images()
+    metric = FidkitMetric("fd,kd", **{**OPTS, "kid_subset_size": 10})
+    metric.update(real, real=True)
+    metric.update(fake[:12])
+    payload = pickle.dumps(metric)
+    assert len(payload) < 100_000                         # states, not the network's module objects
+    copy = pickle.loads(payload)
+    copy.update(fake[12:])
+    ev = fidkit.Evaluator("fd,kd", **{**OPTS, "kid_subset_size": 10})
+    ev.update(real, real=True)
+    ev.update(fake)
+    _assert_same(copy.compute(), ev.compute().flat())
+
+
+@pytest.mark.slow   # Inception at 299 x 299 on CPU: 16 images through it
+def test_any_space_inception_fid_and_kid(weights):
+    real, fake = _images()
+    opts = dict(features="inception", weights=weights, device="cpu", batch_size=1, kid_subsets=3, kid_subset_size=3)
+    metric = FidkitMetric(metrics="fid,kid", **opts)
+    metric.update(real[:4], real=True)
+    metric.update(fake[:2])
+    metric.update(fake[2:4])
+    ev = fidkit.Evaluator("fid,kid", **opts)
+    ev.update(real[:4], real=True)
+    ev.update(fake[:4])
+    _assert_same(metric.compute(), ev.compute().flat())
