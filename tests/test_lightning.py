@@ -73,8 +73,9 @@ def _reference(tmp_path):
 
 
 def _trainer(tmp_path, callbacks, **kw):
-    return pl.Trainer(accelerator="cpu", max_steps=4, callbacks=callbacks, logger=CSVLogger(tmp_path / "logs"),
-                      enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, **kw)
+    kw = {"max_steps": 4, "enable_checkpointing": False, **kw}
+    return pl.Trainer(accelerator="cpu", callbacks=callbacks, logger=CSVLogger(tmp_path / "logs"),
+                      enable_progress_bar=False, enable_model_summary=False, **kw)
 
 
 def test_callback_logs_what_fidkit_computes_for_the_trained_generator(tmp_path):
@@ -100,6 +101,33 @@ def test_callback_logs_what_fidkit_computes_for_the_trained_generator(tmp_path):
     assert float(rows[1]["fidkit/n_b"]) == 20
     assert float(trainer.callback_metrics[f"fidkit/fd_{K}"]) == pytest.approx(want[f"fd_{K}"], rel=1e-6)
     assert model.training     # the callback put the module back in training mode
+
+
+def test_callback_by_epoch_and_at_the_end_feeds_model_checkpoint(tmp_path):
+    ref = _reference(tmp_path)
+    cb = FidkitCallback(_sample, reference=ref, metrics="fd", n_samples=12, every_n_epochs=1, on_train_end=True,
+                        network_batch_size=1, jsonl=tmp_path / "fid.jsonl", device="cpu", **EV)
+    best = pl.callbacks.ModelCheckpoint(dirpath=tmp_path / "ckpt", monitor=f"fidkit/fd_{K}", mode="min")
+    trainer = _trainer(tmp_path, [cb, best], devices=1, max_steps=-1, max_epochs=3,
+                       enable_checkpointing=True)
+    trainer.fit(TinyGAN(), _noise_loader())
+    lines = [json.loads(line) for line in (tmp_path / "fid.jsonl").read_text().splitlines()]
+    # 4 steps per epoch; the end of training is the last epoch's step: evaluated once, not twice
+    assert [(line["step"], line["epoch"]) for line in lines] == [(4, 0), (8, 1), (12, 2)]
+    # Lightning keeps logged values as float32
+    assert float(best.best_model_score) == pytest.approx(min(line[f"fd_{K}"] for line in lines), rel=1e-6)
+
+
+def test_missing_package_names_the_extra():
+    import importlib
+    import sys
+    for package, module in (("lightning", "fidkit.lightning"), ("torchmetrics", "fidkit.torchmetric")):
+        with pytest.MonkeyPatch.context() as mp:   # its own: undoing it leaves the test's fixtures alone
+            mp.setitem(sys.modules, package, None)   # import now fails as if it were not installed
+            mp.delitem(sys.modules, module)
+            with pytest.raises(ImportError, match=rf"pip install 'fidkit\[{package}\]'"):
+                importlib.import_module(module)
+        assert sys.modules[module].__name__ == module   # the real modules are back
 
 
 def test_callback_needs_a_schedule():

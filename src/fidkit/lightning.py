@@ -41,7 +41,7 @@ class FidkitCallback(Callback):
     at a time, with seeds derived from ``seed``; the network takes ``network_batch_size`` (default ``batch_size``)
     at a time.  The remaining keywords (``metrics``, ``features``, ``weights``,
     ``value_range``, ``kid_subsets``, ...) build the :class:`~fidkit.Evaluator`, once, at ``setup``, on the
-    module's device unless ``device=`` says otherwise.  Every process must run the callback (Lightning does).
+    process's device (``trainer.strategy.root_device``) unless ``device=`` says otherwise.  Every process must run the callback (Lightning does).
 
     The last result is :attr:`result`; ``jsonl`` (a path) appends one line per evaluation on rank 0:
     ``{"step": global_step, "epoch": epoch, **result.to_dict()}``.
@@ -74,7 +74,8 @@ class FidkitCallback(Callback):
     def setup(self, trainer, pl_module, stage: str) -> None:
         if self.evaluator is None:
             options = dict(self.evaluator_options)
-            options.setdefault("device", pl_module.device)
+            # the strategy's device: the module itself is moved there only after this hook
+            options.setdefault("device", trainer.strategy.root_device)
             # Lightning has initialised torch.distributed here, so an image reference is extracted collectively.
             self.evaluator = Evaluator(self.metrics, self.reference, **options)
 
