@@ -13,7 +13,7 @@ PACKAGE = Path(fidkit.__file__).parent
 
 #: Lowest first.  A module may import from its own layer and the layers below it.
 LAYERS = [
-    {"_version", "errors", "_io", "cache", "_safe_pickle", "_download"},   # foundations
+    {"_version", "errors", "_io", "cache", "_safe_pickle", "_download", "_optional"},   # foundations
     {"stats"},                                # streaming moments, provenance, statistics files
     {"registry"},                             # published reference statistics: entries, downloads, first-use sha256
     {"data"},                                 # sources, decoding
@@ -24,7 +24,8 @@ LAYERS = [
     {"report"},                               # results, notes and warnings
     {"request"},                              # a request resolved once
     {"session"},                              # features into a result
-    {"api", "evaluator", "differentiable", "testing", "adm", "mapreduce"},   # front ends
+    {"api", "evaluator", "differentiable", "testing", "adm", "mapreduce",   # front ends
+     "loggers", "torchmetric", "lightning"},                   # ... and their bridges to other frameworks
     {"cli", "__main__", "__init__"},          # the command line and the package's face
 ]
 

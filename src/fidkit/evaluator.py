@@ -151,6 +151,11 @@ class Evaluator:
             real = self._reference
         else:
             real = self._side(self._real, "real images (update)", combine, notes, True)
+        return self._result(real, fake, notes, start)
+
+    def _result(self, real: Side, fake: Side, notes: list[str], start: float) -> EvalResult:
+        """The metrics of two accumulated sides (also what :class:`fidkit.torchmetric.FidkitMetric` computes from
+        the states torchmetrics synchronised)."""
         if fake.n == 0:
             raise BadInputError("no generated images yet: call update(images) before compute()")
         if real.n == 0:

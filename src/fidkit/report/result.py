@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from typing import Any
+
+import numpy as np
 
 from fidkit.protocols import Verdict
 from fidkit.stats.provenance import Provenance
@@ -57,6 +60,34 @@ class EvalResult:
                                        **({"clip": q.clip} if q.clip is not None else {})}
                                for space, q in self.spaces.items()},
         }
+
+
+    def flat(self, prefix: str = "") -> dict[str, float]:
+        """Every scalar value as a float, keyed ``prefix + name``: what any metrics logger takes (TensorBoard,
+        W&B, Lightning's ``log_dict``, MLflow).
+
+        Scalar values keep their names (``fid``, ``kid_std``, ``precision``, ...); an interval ``K_ci`` becomes
+        ``K_lo`` and ``K_hi``; the sample counts are ``n_a`` and ``n_b``.  Strings, lists (e.g. the sample sizes
+        of ``fid_inf``), missing values and booleans are left out: a logger plots numbers over steps.
+        """
+        out: dict[str, float] = {}
+        for name, value in self.values.items():
+            if name.endswith("_ci") and isinstance(value, (list, tuple)) and len(value) == 2 \
+                    and all(_is_number(v) for v in value):
+                out[f"{prefix}{name[:-3]}_lo"], out[f"{prefix}{name[:-3]}_hi"] = float(value[0]), float(value[1])
+            elif _is_number(value):
+                out[prefix + name] = float(value)
+        for name, count in (("n_a", self.n_a), ("n_b", self.n_b)):
+            if count is not None:
+                out[prefix + name] = float(count)
+        return out
+
+
+def _is_number(value: Any) -> bool:
+    """A real number a logger can plot: Python or NumPy ints and floats (0-d arrays too); not a bool."""
+    if isinstance(value, np.ndarray) and value.shape == ():
+        return value.dtype.kind in "iuf"
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
 
 
 class FIDResult(EvalResult):
