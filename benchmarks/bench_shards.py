@@ -3,9 +3,10 @@ merged exactly).
 
     python benchmarks/bench_shards.py                          # 10,000 images of 64 px in 20 tar shards, Inception
     python benchmarks/bench_shards.py --n 200 --shards 4 --features tiny      # a quick check
+    python benchmarks/bench_shards.py --s3          # the shards on a local S3 server (moto, 127.0.0.1), read by URL
 
-Shards are local tar files (the URL/S3 sources of the `cloud` extra take the same path: a shard is any source
-string ``fidkit.partial`` reads).  Inception loads random weights (``fidkit.testing``): the numbers time the
+Shards are local tar files, or with ``--s3`` objects on an S3-compatible server started here (moto's, the `cloud`
+extra and ``moto[server]``) read as ``s3://bench/shard-NNNNN.tar`` by both runs, streamed.  Inception loads random weights (``fidkit.testing``): the numbers time the
 pass, they are not published values.  Printed: wall time of each, the ratio, each worker's peak RSS, and the
 largest difference between the two results' covariances (merging is exact: float64 rounding only).
 """
@@ -43,6 +44,28 @@ def write_shards(root: str, n: int, shards: int, size: int) -> list[str]:
     return paths
 
 
+_S3_ENV = ("FSSPEC_S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
+
+
+def serve_on_s3(paths: list[str]):
+    """Start moto's S3 server on 127.0.0.1, upload the shards to bucket ``bench``; return the server and the URLs.
+    fsspec (s3fs) finds the server through the environment, as a user's configuration would."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    os.environ.update({"FSSPEC_S3_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "bench",
+                       "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"})
+    s3 = boto3.client("s3", endpoint_url=os.environ["FSSPEC_S3_ENDPOINT_URL"])
+    s3.create_bucket(Bucket="bench")
+    urls = []
+    for p in paths:
+        s3.upload_file(p, "bench", os.path.basename(p))
+        urls.append(f"s3://bench/{os.path.basename(p)}")
+    return server, urls
+
+
 def setup(features: str, weights_dir: str) -> None:
     """Per process: the stand-in network (tiny) or random Inception weights where fidkit looks for them."""
     from fidkit.testing import tiny_extractor, write_random_inception_weights
@@ -68,12 +91,16 @@ def main() -> None:
     ap.add_argument("--features", default="inception", help="inception (random weights) or tiny")
     ap.add_argument("--batch-size", type=int, default=50)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--s3", action="store_true", help="serve the shards from a local S3 server and read them by URL")
     args = ap.parse_args()
     import fidkit
     import ray
 
     with tempfile.TemporaryDirectory() as root:
         paths = write_shards(root, args.n, args.shards, args.size)
+        server = None
+        if args.s3:
+            server, paths = serve_on_s3(paths)
         setup(args.features, root)
         opts = dict(features=args.features, spatial=False, batch_size=args.batch_size, workers=1, device="cpu")
 
@@ -85,7 +112,9 @@ def main() -> None:
 
         os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [os.path.dirname(fidkit.__path__[0]),
                                                                   os.environ.get("PYTHONPATH")]))
-        ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False)
+        env = {k: os.environ[k] for k in _S3_ENV if k in os.environ}
+        ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False,
+                 runtime_env={"env_vars": env} if env else None)
 
         @ray.remote(num_cpus=1)
         class Worker:
@@ -108,11 +137,15 @@ def main() -> None:
         t_ray = time.perf_counter() - t0
         peaks = ray.get([w.peak.remote() for w in workers])
         ray.shutdown()
+        if server is not None:
+            server.stop()
 
     space = next(iter(single.stats))
     gap = float(np.abs(single.stats[space].cov - merged.stats[space].cov).max()
                 / np.abs(single.stats[space].cov).max())
-    print(f"{args.n} images of {args.size} px in {args.shards} tar shards, {space}, CPU, {os.cpu_count()} cores")
+    where = "on a local S3 server (moto), read as s3:// URLs" if args.s3 else "local files"
+    print(f"{args.n} images of {args.size} px in {args.shards} tar shards ({where}), {space}, CPU, "
+          f"{os.cpu_count()} cores")
     print(f"  fidkit, one process:     {t_single:8.2f} s  ({args.n / t_single:7.1f} img/s), peak RSS {single_peak:.0f} MB")
     print(f"  Ray, {args.workers} workers:          {t_ray:8.2f} s  ({args.n / t_ray:7.1f} img/s), peak RSS per worker "
           + ", ".join(f"{p:.0f} MB" for p in peaks))
