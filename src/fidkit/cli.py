@@ -408,6 +408,7 @@ def _run_fid(args) -> int:
         print(json.dumps(record))
     else:
         print(f"FID: {result['fid']:.6f}")
+        print(f"  {text.terms_line(result.values, 'fid', 'FID')}")
         print("\n".join(text.settings_lines(result, record) + text.verdict_lines(result)))
     _print_warnings(result.warnings, args.quiet)
     _append_log(args.log, record)  # after printing: a failed write never loses the result
