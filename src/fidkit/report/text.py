@@ -75,3 +75,16 @@ def verdict_lines(result) -> list[str]:
         return []
     first, *rest = v.lines()
     return [f"verdict: {first}", *rest]
+
+
+def examples_line(examples: dict) -> str:
+    """What the per-sample views hold, in one line (the thumbnails are in the JSON result)."""
+    parts = [f"space {examples.get('space')}", f"{len(examples.get('grid') or [])} in the grid"]
+    if examples.get("realism"):
+        parts.append(f"{len(examples['realism']['most_realistic'])} most/least realistic")
+    if examples.get("nearest") is not None:
+        parts.append(f"{examples.get('near_copies', 0)} near copies (nearest reference closer than "
+                     f"{examples.get('near_copy_threshold', float('nan')):.4g})")
+    if examples.get("directions"):
+        parts.append(f"{len(examples['directions'])} covariance directions")
+    return "; ".join(parts) + "".join(f"; {n}" for n in examples.get("notes", [])) + " (thumbnails: --json)"
