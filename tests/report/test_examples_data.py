@@ -119,3 +119,18 @@ def test_evaluate_keeps_examples_and_the_terms_in_its_result(tmp_path, weights):
     assert d["examples"]["near_copies"] >= 1 and d["examples"]["nearest"][0]["index"] == 3
     assert d["examples"]["nearest"][0]["near_copy"] and d["examples"]["nearest"][0]["neighbours"][0]["ref_index"] == 5
     json.dumps(d)
+
+
+@pytest.mark.slow
+def test_the_evaluator_keeps_examples_of_the_images_fed_to_it(weights):
+    real = smooth_images(16, 32, seed=31)
+    fake = smooth_images(10, 32, seed=32)
+    fake[7] = real[2]
+    ev = fidkit.Evaluator("fid", real, weights=weights, device="cpu", keep_examples=2)
+    for lo in range(0, 10, 4):
+        ev.update(fake[lo:lo + 4])
+    ex = ev.compute().examples
+    assert "first 10" in ex["candidates"] and ex["nearest"][0]["index"] == 7 and ex["nearest"][0]["near_copy"]
+    np.testing.assert_array_equal(_pixels(ex["nearest"][0]["thumb"]), real[2])
+    np.testing.assert_array_equal(_pixels(ex["nearest"][0]["neighbours"][0]["thumb"]), real[2])
+    np.testing.assert_array_equal(_pixels(ex["grid"][1]), fake[1])

@@ -134,23 +134,30 @@ def reference_images(source: Source) -> ImageSource | None:
 class ExamplesRequest:
     """``keep_examples=K`` for one evaluation: what the pass must keep, then the views built from it."""
 
-    def __init__(self, k: int, plan: Plan, real_source: Source, fake_source: Source):
+    def __init__(self, k: int, plan: Plan, real_source: Source | None, fake_source: Source | None):
+        """``real_source`` None: real images are fed batch by batch (the Evaluator's ``update(real=True)``), their
+        features kept, their thumbnails not; ``fake_source`` None: generated images are fed to :attr:`pool`."""
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise BadInputError(f"keep_examples must be a positive integer, got {k!r}")
         self.k = k
         self.space = examples_space(plan)
         self.notes: list[str] = []
         self.pool = ThumbnailPool(max(k, POOL))
-        self.real_images = reference_images(real_source)
+        self.real_images = reference_images(real_source) if real_source is not None else None
         self.fake_images = fake_source if isinstance(fake_source, ImageSource) else None
         self.real_has_features = False
         if self.space is None:
             self.notes.append("per-sample views are made for images, not videos")
             return
+        if fake_source is not None and not isinstance(fake_source, ImageSource):
+            self.notes.append(f"the generated side ({fake_source.description}) is statistics or features, not "
+                              "images: there are no samples to show")
+            self.space = None
+            return
         extractor, tap = self.space.split("/", 1)
         plan.fake.add("keep", extractor, tap)
         held = isinstance(real_source, StatsSource) and self.space in real_source.reference.features
-        if isinstance(real_source, ImageSource) or held or self.real_images is not None:
+        if real_source is None or isinstance(real_source, ImageSource) or held or self.real_images is not None:
             plan.real.add("keep", extractor, tap)
             self.real_has_features = True
         else:
