@@ -40,7 +40,7 @@ def test_fd_dinov2_equals_the_definition_on_the_same_features(folders, dinov2_we
     a, b = folders
     r = fidkit.evaluate(a, b, metrics="fd", features="dinov2-vitb14", weights={"dinov2-vitb14": dinov2_weights},
                         device="cpu")
-    assert list(r.values) == ["fd_dinov2_vitb14"]
+    assert list(r.values) == ["fd_dinov2_vitb14", "fd_dinov2_vitb14_mean_term", "fd_dinov2_vitb14_cov_term"]
     expected = _fd_definition(_dinov2_features(a), _dinov2_features(b))
     assert r["fd_dinov2_vitb14"] == pytest.approx(expected, rel=1e-6)
     space = r.spaces["dinov2-vitb14/cls"]

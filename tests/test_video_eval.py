@@ -67,7 +67,7 @@ def test_fvd_equals_cd_fvds_pipeline(clips, i3d_weights):
                         batch_size=4)
     expected = _fd(_cd_fvd_features(a[:, :16], i3d_weights), _cd_fvd_features(b[:, :16], i3d_weights))
     assert r["fvd"] == pytest.approx(expected, rel=1e-4)
-    assert list(r.values) == ["fvd"] and (r.n_a, r.n_b) == (5, 6)
+    assert list(r.values) == ["fvd", "fvd_mean_term", "fvd_cov_term"] and (r.n_a, r.n_b) == (5, 6)
     space = r.to_dict()["feature_spaces"]["i3d/logits"]
     assert space["clip"] == "16 frames, stride 1, from frame 0" and space["preprocessing"] == "cd-fvd"
 

@@ -27,6 +27,7 @@ from fidkit.errors import BadInputError
 from fidkit.extractors import get_spec
 from fidkit.metrics.catalog import MetricOptions
 from fidkit.request import RunKeywords, RunOptions, SourceLike, WeightsLike, preprocessing_argument, resolve
+from fidkit.report.examples import keep_examples_request
 from fidkit.report.result import EvalResult, FIDResult
 from fidkit.stats.moments import FeatureStats
 from fidkit.stats.reference import Reference
@@ -42,7 +43,7 @@ def evaluate(a: SourceLike, b: SourceLike, *, metrics: str | Iterable[str] | Non
              weights: WeightsLike = None, force: bool = False, options: MetricOptions | None = None,
              checkpoint_dir: str | os.PathLike | None = None, restart: bool = False, run: RunOptions | None = None,
              mode: str | Mapping[str, str] | None = None, protocol: str | None = None,
-             **keywords: Unpack[RunKeywords]) -> EvalResult:
+             keep_examples: int | None = None, **keywords: Unpack[RunKeywords]) -> EvalResult:
     """Every requested metric of ``b`` (generated) against ``a`` (reference) from one feature pass per image.
 
     ``a`` and ``b`` take every source :func:`fid` takes.  ``metrics`` defaults to
@@ -78,6 +79,10 @@ def evaluate(a: SourceLike, b: SourceLike, *, metrics: str | Iterable[str] | Non
     its metrics, networks, preprocessing and options apply wherever none is given here, and
     ``result.verdict`` says whether the values are comparable with that protocol's numbers (every result carries
     a verdict; without a protocol it judges against the reference's card, if the reference is a known one).
+
+    ``keep_examples=K`` adds per-sample views to ``result.examples`` (:mod:`fidkit.report.examples`): a grid of
+    generated samples, the K most and least realistic, the K closest to a reference image (near copies flagged)
+    and the top directions of the covariance difference, with thumbnails.
     """
     start = time.perf_counter()
     run, overrides = RunOptions.split(run, keywords)
@@ -88,15 +93,20 @@ def evaluate(a: SourceLike, b: SourceLike, *, metrics: str | Iterable[str] | Non
     session = Session(request)
     sources = request.sources
     _check_known_counts(session.plan.tasks, request.options, sources)
+    if keep_examples is not None and run.distributed:
+        raise BadInputError("keep_examples runs in one process; evaluate without distributed=True for the views")
+    views = keep_examples_request(keep_examples, session.plan, sources)
     checkpoints = {label: _side_checkpoint(checkpoint_dir, s, label, run.distributed, restart)
                    for s, label in zip(sources, ("REAL", "FAKE"))}
     extraction = run.extraction()
     real = session.side(sources[0], "REAL", session.plan.real, dict(extraction, checkpoint=checkpoints["REAL"]),
                         notes)
-    fake = session.side(sources[1], "FAKE", session.plan.fake, dict(extraction, checkpoint=checkpoints["FAKE"]),
+    fake = session.side(views.fake_source(sources[1]) if views else sources[1], "FAKE", session.plan.fake, dict(extraction, checkpoint=checkpoints["FAKE"]),
                         notes)
     values = session.values(real, fake, notes)
     result = session.result(values, real, fake, any(isinstance(s, ImageSource) for s in sources), notes, start)
+    if views is not None:
+        result.examples = views.build(real, fake, pr_k=request.options.pr_k, seed=request.options.seed)
     for c in checkpoints.values():
         if c is not None:
             c.remove()
@@ -139,7 +149,7 @@ def _side_checkpoint(directory, source, label: str, distributed: bool, restart: 
 
 def fid(a: SourceLike, b: SourceLike, *, preprocessing: str | None = None, weights: WeightsLike = None,
         force: bool = False, run: RunOptions | None = None, mode: str | None = None, protocol: str | None = None,
-        **keywords: Unpack[RunKeywords]) -> FIDResult:
+        keep_examples: int | None = None, **keywords: Unpack[RunKeywords]) -> FIDResult:
     """Fréchet Inception Distance between two sources.
 
     ``a`` and ``b`` may each be a folder, archive, ``.npz``/``.npy`` (images,
@@ -152,7 +162,7 @@ def fid(a: SourceLike, b: SourceLike, *, preprocessing: str | None = None, weigh
     """
     r = evaluate(a, b, metrics=("fid",), features=("inception",),
                  preprocessing=preprocessing_argument(preprocessing, mode, "fid"),
-                 weights=weights, force=force, run=run, protocol=protocol, **keywords)
+                 weights=weights, force=force, run=run, protocol=protocol, keep_examples=keep_examples, **keywords)
     return FIDResult(**{f.name: getattr(r, f.name) for f in dataclasses.fields(r)})
 
 

@@ -171,7 +171,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", metavar="FILE.html", default=None,
                    help="also write this run's report: one offline HTML page and a FILE.json sidecar (see 'fidkit "
                         "report'; needs the report extra)")
+    p.add_argument("--keep-examples", type=_positive, default=None, metavar="K",
+                   help="add per-sample views to the result (--json): K sample thumbnails, the K most and least "
+                        "realistic, the K closest to a reference image (near copies flagged), the top directions "
+                        "of the covariance difference")
     _common(p, comparison=True)
+
+    p = sub.add_parser("compare", help="A/B of two results (fidkit eval --json): which differences exceed the noise",
+                       description="Per metric shared by A and B: the difference, and whether it exceeds the "
+                                   "bootstrap intervals (--bootstrap N) and the noise floor (the noise_floor "
+                                   "metric). Results of other feature spaces or references are refused.")
+    p.add_argument("result_a", metavar="A.json", help="a result of 'fidkit eval --json' (a --log file: its last line)")
+    p.add_argument("result_b", metavar="B.json")
+    p.add_argument("--force", action="store_true", help="compare results of different feature spaces or references")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
 
     p = sub.add_parser("stats", help="precompute reference statistics of a source")
     p.add_argument("source", metavar="SOURCE")
@@ -473,6 +486,7 @@ def _run_fid(args) -> int:
         print(json.dumps(record))
     else:
         print(f"FID: {result['fid']:.6f}")
+        print(f"  {text.terms_line(result.values, 'fid', 'FID')}")
         print("\n".join(text.settings_lines(result, record) + text.verdict_lines(result)))
     _print_warnings(result.warnings, args.quiet)
     _append_log(args.log, record)  # after printing: a failed write never loses the result
@@ -490,12 +504,14 @@ def _run_eval(args) -> int:
     result = evaluate(args.a, args.b, metrics=args.metrics, features=args.features, force=args.force, **_resume(args),
                       **{name: getattr(args, name) for name in declared_options()
                          if getattr(args, name) is not None},
-                      **_options(args))
+                      keep_examples=args.keep_examples, **_options(args))
     record = result.to_dict()
     if args.json:
         print(json.dumps(record))
     else:
         print("\n".join(text.values_lines(result)))
+        if result.examples is not None:
+            print(f"examples: {text.examples_line(result.examples)}")
         print("\n".join(text.settings_lines(result, record) + text.verdict_lines(result)))
     _print_warnings(result.warnings, args.quiet)
     _append_log(args.log, record)
@@ -504,6 +520,36 @@ def _run_eval(args) -> int:
         from fidkit.report.runs import Series
         write_report([Series(name="run", records=[record])], args.report)
     return 0
+
+
+def _run_compare(args) -> int:
+    from fidkit.report.ab import compare, compare_lines
+    results = [_read_result(path, name) for path, name in ((args.result_a, "A"), (args.result_b, "B"))]
+    report = compare(*results, force=args.force)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print("\n".join(compare_lines(report)))
+    return 0
+
+
+def _read_result(path: str, name: str) -> dict:
+    """A result dict from a file: one JSON object, or a JSON-lines log (its last record)."""
+    try:
+        content = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise BadInputError(f"{name} {path}: cannot read it ({e})") from None
+    try:
+        record = json.loads(content)
+    except json.JSONDecodeError:
+        lines = [line for line in content.splitlines() if line.strip()]
+        try:  # a --log file: one result per line, the last is the latest
+            record = json.loads(lines[-1]) if lines else None
+        except json.JSONDecodeError as e:
+            raise BadInputError(f"{name} {path}: not a fidkit result (JSON: {e})") from None
+    if not isinstance(record, dict):
+        raise BadInputError(f"{name} {path}: not a fidkit result (expected a JSON object)")
+    return record
 
 
 def _run_stats(args) -> int:
@@ -756,7 +802,8 @@ def main(argv: list[str] | None = None) -> int:
 
 _COMMANDS = {"fid": _run_fid, "eval": _run_eval, "stats": _run_stats, "merge": _run_merge,
              "extractors": _run_extractors, "convert": _run_convert, "refs": _run_refs, "adm": _run_adm,
-             "protocols": _run_protocols, "report": _run_report, "plot": _run_plot}
+             "protocols": _run_protocols, "report": _run_report, "plot": _run_plot,
+             "compare": _run_compare}
 
 if __name__ == "__main__":
     sys.exit(main())

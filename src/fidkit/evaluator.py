@@ -32,6 +32,7 @@ from fidkit.engine.extract import Diagnostics, new_side_state, run_branches
 from fidkit.engine.state import Side, SideState
 from fidkit.errors import BadInputError
 from fidkit.metrics.catalog import MetricOptions
+from fidkit.report.examples import ExamplesRequest
 from fidkit.report.result import EvalResult
 from fidkit.request import RunKeywords, RunOptions, SourceLike, WeightsLike, preprocessing_argument, resolve
 
@@ -71,7 +72,7 @@ class Evaluator:
                  preprocessing: str | Mapping[str, str] | None = None, mode: str | Mapping[str, str] | None = None,
                  weights: WeightsLike = None, force: bool = False, distributed: bool | None = None, group=None,
                  options: MetricOptions | None = None, run: RunOptions | None = None,
-                 **keywords: Unpack[RunKeywords]):
+                 keep_examples: int | None = None, **keywords: Unpack[RunKeywords]):
         keywords.setdefault("batch_size", 64)
         if "distributed" in keywords:
             raise BadInputError("distributed is the Evaluator's own argument")
@@ -87,6 +88,9 @@ class Evaluator:
         source = request.sources[0] if request.sources else None
         self._session = Session(request)
         plan = self._session.plan
+        # per-sample views (before the sides are built: they add kept features); thumbnails of the first
+        # max(K, 1024) generated images fed to update, the reference's read again by index
+        self._views = None if keep_examples is None else ExamplesRequest(keep_examples, plan, source, None)
         self.metrics = plan.metric_names
         self.mode = self._session.mode
         self._fake_branches = self._session.branches(plan.fake)
@@ -130,6 +134,8 @@ class Evaluator:
         diagnostics.batches += 1
         if indices is not None and len(indices) != n:
             raise BadInputError(f"{where}: {n} images for {len(indices)} sample indices")
+        if self._views is not None and not real:
+            self._views.pool.feed(u8, side.n)
         for lo in range(0, n, self.batch_size):
             part = slice(lo, min(n, lo + self.batch_size))
             prepared = [b.preprocessing.prepare_many(u8[part].to(b.extractor.device)) for b in branches]
@@ -163,6 +169,8 @@ class Evaluator:
                                 "update(images, real=True)")
         values = self._session.values(real, fake, notes)
         result = self._session.result(values, real, fake, True, notes, start)
+        if self._views is not None:
+            result.examples = self._views.build(real, fake, pr_k=self.options.pr_k, seed=self.options.seed)
         emit(result.warnings)
         return result
 
@@ -180,6 +188,8 @@ class Evaluator:
         A reference given at construction is never forgotten.
         """
         self._fake.reset()
+        if self._views is not None:
+            self._views.pool.thumbs.clear()
         self._diagnostics[False] = Diagnostics(f"the generated {self._noun}", self._noun)
         if real and self._real is not None:
             self._real.reset()

@@ -309,7 +309,8 @@ def test_fd_through_evaluate_equals_the_closed_form_on_cd_fvds_features(small_sp
     trace_sqrt = np.linalg.svd(xc @ yc.T, compute_uv=False).sum() / np.sqrt((n - 1) * (m - 1))
     closed = ((x.mean(0) - y.mean(0)) ** 2).sum() + (xc ** 2).sum() / (n - 1) + (yc ** 2).sum() / (m - 1) \
         - 2 * trace_sqrt
-    assert list(r.values) == ["fd_videomae_small"] and (r.n_a, r.n_b) == (4, 4)
+    assert list(r.values) == ["fd_videomae_small", "fd_videomae_small_mean_term",
+                             "fd_videomae_small_cov_term"] and (r.n_a, r.n_b) == (4, 4)
     assert r["fd_videomae_small"] == pytest.approx(closed, rel=1e-4)
     space = r.to_dict()["feature_spaces"]["videomae-v2-small-test/embedding"]
     assert space["preprocessing"] == "cd-fvd"

@@ -2,7 +2,8 @@
 
 from fidkit.metrics.cmmd import cmmd
 from fidkit.metrics.bootstrap import BootstrapInterval, bootstrap_interval, fid_bootstrap, fid_noise_floor
-from fidkit.metrics.frechet import frechet_distance, frechet_distance_from_moments, trace_sqrt_product
+from fidkit.metrics.frechet import (FrechetTerms, frechet_distance, frechet_distance_from_moments,
+                                    frechet_terms_from_moments, trace_sqrt_product)
 from fidkit.metrics._common import ScoreWithSpread
 from fidkit.metrics.inception_score import inception_score
 from fidkit.metrics.infinity import Extrapolation, extrapolate_to_infinity, fid_infinity, is_infinity
@@ -13,7 +14,8 @@ from fidkit.metrics.vendi import vendi_score
 from fidkit.metrics.adm import adm_inception_score, adm_precision_recall
 
 __all__ = [
-    "frechet_distance", "frechet_distance_from_moments", "trace_sqrt_product",
+    "frechet_distance", "frechet_distance_from_moments", "trace_sqrt_product", "FrechetTerms",
+    "frechet_terms_from_moments",
     "inception_score", "kernel_inception_distance", "cmmd", "precision_recall", "density_coverage",
     "fid_infinity", "is_infinity", "extrapolate_to_infinity",
     "bootstrap_interval", "fid_bootstrap", "fid_noise_floor", "vendi_score",

@@ -22,7 +22,7 @@ import numpy as np
 from fidkit.errors import BadInputError
 from fidkit.metrics.bootstrap import bootstrap_interval, fid_bootstrap, fid_noise_floor
 from fidkit.metrics.cmmd import cmmd
-from fidkit.metrics.frechet import frechet_distance_of_stats
+from fidkit.metrics.frechet import frechet_terms_of_stats
 from fidkit.metrics.inception_score import inception_score
 from fidkit.metrics.infinity import fid_infinity, is_infinity
 from fidkit.metrics.kid import kernel_inception_distance
@@ -198,7 +198,7 @@ class MetricSpec:
 
 
 def _fd(x: Inputs) -> dict[str, Any]:
-    out = {"fd": frechet_distance_of_stats(x.real_stats, x.fake_stats)}
+    out = _frechet("fd", x)
     o = x.options
     if o.bootstrap:
         ci = fid_bootstrap(x.fake_features, x.real_stats, resamples=o.bootstrap, confidence=o.confidence,
@@ -253,7 +253,14 @@ def _is_inf(x: Inputs) -> dict[str, Any]:
 
 
 def _sfid(x: Inputs) -> dict[str, Any]:
-    return {"sfid": frechet_distance_of_stats(x.real_stats, x.fake_stats)}
+    return _frechet("sfid", x)
+
+
+def _frechet(key: str, x: Inputs) -> dict[str, Any]:
+    """A Fréchet distance with its two terms (``<key>_mean_term`` + ``<key>_cov_term`` = ``<key>``), from one
+    computation: what moved, the means or the spreads, is kept in every result."""
+    t = frechet_terms_of_stats(x.real_stats, x.fake_stats)
+    return {key: t.value, f"{key}_mean_term": t.mean, f"{key}_cov_term": t.cov}
 
 
 def _cmmd(x: Inputs) -> dict[str, Any]:

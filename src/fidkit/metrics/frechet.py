@@ -17,6 +17,8 @@ and the ``eps`` retry of the TTUR code, and never discards an imaginary part.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 
@@ -39,8 +41,26 @@ def frechet_distance(a: FeatureStats, b: FeatureStats, *, force: bool = False) -
 def frechet_distance_of_stats(a: FeatureStats, b: FeatureStats) -> float:
     """The Fréchet distance of two statistics whose comparability the caller has settled (fidkit's request
     checks it once, before the feature pass); errors name both sources."""
+    return frechet_terms_of_stats(a, b).value
+
+
+@dataclasses.dataclass(frozen=True)
+class FrechetTerms:
+    """The Fréchet distance as its two terms: ``mean`` = |mu_a - mu_b|^2 (the means differ) and ``cov`` =
+    tr S_a + tr S_b - 2 tr sqrt(S_a S_b) (the spreads differ).  ``value`` is their sum, the distance itself."""
+
+    mean: float
+    cov: float
+
+    @property
+    def value(self) -> float:
+        return self.mean + self.cov
+
+
+def frechet_terms_of_stats(a: FeatureStats, b: FeatureStats) -> FrechetTerms:
+    """:func:`frechet_distance_of_stats` as its mean and covariance terms; errors name both sources."""
     try:
-        return frechet_distance_from_moments(a.mean, a.cov, b.mean, b.cov, n_a=a.n, n_b=b.n)
+        return frechet_terms_from_moments(a.mean, a.cov, b.mean, b.cov, n_a=a.n, n_b=b.n)
     except BadInputError as e:
         names = " and ".join(dict.fromkeys(p.source or "statistics" for p in (a.provenance, b.provenance)))
         raise BadInputError(f"{names}: {e}") from None
@@ -53,6 +73,13 @@ def frechet_distance_from_moments(mu_a, cov_a, mu_b, cov_b, *,
     ``n_a``/``n_b`` (sample counts, optional) only choose the faster route: a
     covariance from fewer than ``d + 1`` samples is known to be singular.
     """
+    return frechet_terms_from_moments(mu_a, cov_a, mu_b, cov_b, n_a=n_a, n_b=n_b).value
+
+
+def frechet_terms_from_moments(mu_a, cov_a, mu_b, cov_b, *,
+                               n_a: int | None = None, n_b: int | None = None) -> FrechetTerms:
+    """:func:`frechet_distance_from_moments` as its mean and covariance terms, from the same computation (the
+    same trace-square-root route, low-rank included), so that the terms sum to the distance exactly."""
     mu_a, mu_b = (np.asarray(m, dtype=np.float64).reshape(-1) for m in (mu_a, mu_b))
     cov_a, cov_b = (np.asarray(c, dtype=np.float64) for c in (cov_a, cov_b))
     d = mu_a.size
@@ -62,14 +89,19 @@ def frechet_distance_from_moments(mu_a, cov_a, mu_b, cov_b, *,
         if not (np.isfinite(m).all() and np.isfinite(c).all()):
             raise BadInputError(f"mean or covariance {name} contains NaN or Inf")
     diff = mu_a - mu_b
-    scale = float(diff @ diff + np.trace(cov_a) + np.trace(cov_b))
-    value = scale - 2.0 * trace_sqrt_product(cov_a, cov_b, n_a=n_a, n_b=n_b)
+    mean_term = float(diff @ diff)
+    traces = float(np.trace(cov_a) + np.trace(cov_b))
+    cov_term = traces - 2.0 * trace_sqrt_product(cov_a, cov_b, n_a=n_a, n_b=n_b)
+    scale = mean_term + traces
+    value = mean_term + cov_term
     # Identical inputs give 0 up to rounding; a tiny negative is rounding, not a distance.  A clearly negative
     # value can only come from covariances that are not positive semi-definite: an error, never a clamp.
     if value < -1e-9 * max(scale, 1.0):
         raise BadInputError(f"the Fréchet distance came out negative ({value:.6g}): a covariance is not positive "
                             "semi-definite")
-    return max(value, 0.0)
+    # The covariance term alone is >= 0 in exact arithmetic (tr sqrt(S_a S_b) <= (tr S_a + tr S_b) / 2); a
+    # rounding-level negative is set to 0 so that neither term, nor their sum, is ever reported below zero.
+    return FrechetTerms(mean_term, max(cov_term, 0.0))
 
 
 def trace_sqrt_product(cov_a, cov_b, *, n_a: int | None = None, n_b: int | None = None) -> float:

@@ -39,6 +39,8 @@ class EvalResult:
     jpeg_samples: dict[str, int] = dataclasses.field(default_factory=dict)
     #: whether the values are comparable with a published protocol's (:class:`fidkit.protocols.Verdict`)
     verdict: Verdict | None = None
+    #: per-sample views (``keep_examples=K``: :mod:`fidkit.report.examples`), None when not asked for
+    examples: dict[str, Any] | None = None
 
     def __getitem__(self, name: str) -> Any:
         return self.values[name]
@@ -59,6 +61,7 @@ class EvalResult:
                                        "published_weights": _published(space, q.weights_sha256),
                                        **({"clip": q.clip} if q.clip is not None else {})}
                                for space, q in self.spaces.items()},
+            **({"examples": self.examples} if self.examples is not None else {}),
         }
 
 

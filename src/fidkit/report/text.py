@@ -23,7 +23,7 @@ def settings_lines(result, record: dict) -> list[str]:
     return out
 
 
-DETAILS = ("_std", "_ci", "_sizes", "_subset_size", "_n", "_r2", "_scores", "_slope")
+DETAILS = ("_std", "_ci", "_sizes", "_subset_size", "_n", "_r2", "_scores", "_slope", "_mean_term", "_cov_term")
 
 
 def is_detail(key: str, values: dict) -> bool:
@@ -54,7 +54,18 @@ def values_lines(result) -> list[str]:
             text += (f"  (fit over N = {v[key + '_sizes'][0]}..{v[key + '_sizes'][-1]}, "
                      f"R² {v.get(key + '_r2', float('nan')):.3f})")
         out.append(f"{label:>32}: {text}")
+        terms = terms_line(v, key, label)
+        if terms:
+            out.append(f"{'':>32}  {terms}")
     return out
+
+
+def terms_line(values: dict, key: str, label: str) -> str | None:
+    """A Fréchet distance as its two terms, ``FID 12.3 = mean 4.1 + covariance 8.2`` (None without them)."""
+    if f"{key}_mean_term" not in values or f"{key}_cov_term" not in values:
+        return None
+    return (f"{label} {values[key]:.4g} = mean {values[key + '_mean_term']:.4g} + covariance "
+            f"{values[key + '_cov_term']:.4g}")
 
 
 def verdict_lines(result) -> list[str]:
@@ -64,3 +75,16 @@ def verdict_lines(result) -> list[str]:
         return []
     first, *rest = v.lines()
     return [f"verdict: {first}", *rest]
+
+
+def examples_line(examples: dict) -> str:
+    """What the per-sample views hold, in one line (the thumbnails are in the JSON result)."""
+    parts = [f"space {examples.get('space')}", f"{len(examples.get('grid') or [])} in the grid"]
+    if examples.get("realism"):
+        parts.append(f"{len(examples['realism']['most_realistic'])} most/least realistic")
+    if examples.get("nearest") is not None:
+        parts.append(f"{examples.get('near_copies', 0)} near copies (nearest reference closer than "
+                     f"{examples.get('near_copy_threshold', float('nan')):.4g})")
+    if examples.get("directions"):
+        parts.append(f"{len(examples['directions'])} covariance directions")
+    return "; ".join(parts) + "".join(f"; {n}" for n in examples.get("notes", [])) + " (thumbnails: --json)"
