@@ -8,7 +8,7 @@ import json
 import pytest
 
 from fidkit.errors import BadInputError
-from fidkit.report.figures import build_report, compare_fallback, family, metric_keys, x_axis
+from fidkit.report.figures import build_report, family, metric_keys, x_axis
 from fidkit.report.runs import Series, load_series, read_results
 from report_results import examples, result, sweep
 
@@ -161,18 +161,13 @@ def test_provenance_card_carries_network_weights_n_and_verdict():
                                "deviations": ["weights differ"]}
 
 
-def test_compare_fallback_against_noise_floor_and_intervals():
-    a = result(fid=10.0, ci=1.0, noise_floor=2.0)
-    b = result(fid=13.0, ci=1.0, noise_floor=2.0, precision=0.72)
-    out = compare_fallback(a, b)
-    fid = out["metrics"]["fid"]
-    assert fid["difference"] == 3.0 and fid["exceeds_noise_floor"] and fid["intervals_disjoint"]
-    p = out["metrics"]["precision"]          # intervals [0.65, 0.75] and [0.67, 0.77] overlap; no floor for P
-    assert p["difference"] == pytest.approx(0.02) and p["intervals_disjoint"] is False
-    assert p["exceeds_noise_floor"] is None and p["distinguishable"] is False
-    small = compare_fallback(a, result(fid=11.0, ci=1.0, noise_floor=2.0))["metrics"]["fid"]
-    assert small["exceeds_noise_floor"] is False and small["intervals_disjoint"] is False
-    assert not small["distinguishable"]
+def test_results_against_other_references_get_no_ab_differences():
+    """fidkit.report.compare refuses runs that measure different things; the section says so instead of bars."""
+    a, b = result(fid=10.0, name="A"), result(fid=13.0, name="B")
+    b["a"] = "/data/other-real"
+    sec = _section(build_report([Series("runs", [a, b])]), "ab")
+    assert sec["note"].startswith("not compared:") and "reference" in sec["note"]
+    assert not sec.get("figures") and not sec.get("tables")
 
 
 def test_two_results_make_an_ab_section():

@@ -440,41 +440,15 @@ def provenance_section(series: list[Series]) -> dict:
 
 # ---------------------------------------------------------------------------------------------------- A/B
 
-def compare_fallback(a: dict, b: dict) -> dict:
-    """A simple A/B of two result dicts, used until ``fidkit.report.compare`` is available: per metric in both,
-    the difference b - a, whether it exceeds the noise floor (Fréchet distances) and whether the bootstrap
-    intervals are disjoint.  A difference counts as distinguishable when either test says so."""
-    rows = {}
-    for key in metric_keys([a]):
-        if key not in metric_keys([b]) or family(key)[0] == "noise_floor":
-            continue
-        diff = float(b[key]) - float(a[key])
-        nf = noise_floor_key(key)
-        floors = [float(r[nf]) for r in (a, b) if nf and is_number(r.get(nf))]
-        floor = max(floors) if floors else None
-        ia, ib = interval(a, key), interval(b, key)
-        disjoint = None if ia is None or ib is None else (ia[1] < ib[0] or ib[1] < ia[0])
-        exceeds = None if floor is None else abs(diff) > floor
-        rows[key] = {"a": float(a[key]), "b": float(b[key]), "difference": diff, "noise_floor": floor,
-                     "exceeds_noise_floor": exceeds, "intervals_disjoint": disjoint,
-                     "distinguishable": bool(exceeds or disjoint)}
-    return {"metrics": rows, "distinguishable": any(r["distinguishable"] for r in rows.values()),
-            "method": "fidkit.report.figures.compare_fallback"}
-
-
-def _compare(a: dict, b: dict) -> dict:
-    """``fidkit.report.compare`` when the package provides it, else :func:`compare_fallback`."""
-    import importlib
-    import fidkit.report as package
-    fn = getattr(package, "compare", None)
-    if fn is None or not callable(fn):    # a module fidkit/report/compare.py holding the function
-        try:
-            fn = getattr(importlib.import_module("fidkit.report.compare"), "compare", None)
-        except ImportError:
-            fn = None
-    if callable(fn):
-        return fn(a, b)
-    return compare_fallback(a, b)
+def _compare(a: dict, b: dict) -> dict | str:
+    """:func:`fidkit.report.compare` of the two results, or why they cannot be compared (other feature spaces or
+    references: the section says so instead of showing differences that mean nothing)."""
+    from fidkit.errors import IncomparableStatsError
+    from fidkit.report.ab import compare
+    try:
+        return compare(a, b)
+    except IncomparableStatsError as e:
+        return str(e)
 
 
 def ab_section(ab: tuple[dict, dict] | None) -> dict:
@@ -485,6 +459,8 @@ def ab_section(ab: tuple[dict, dict] | None) -> dict:
         return _section("ab", "A/B comparison", desc, note="give exactly two results (or --ab A B) to compare them")
     a, b = ab
     result = _compare(a, b)
+    if isinstance(result, str):
+        return _section("ab", "A/B comparison", desc, note=f"not compared: {result}")
     per_metric = result.get("metrics") if isinstance(result.get("metrics"), dict) else \
         {k: v for k, v in result.items() if isinstance(v, dict)}
     columns: list[str] = []
