@@ -71,8 +71,9 @@ def main() -> None:
     log.unlink(missing_ok=True)
     for step in STEPS:
         fake = write(out / f"step-{step:05d}", checkpoint_samples(step, args.n, 48))
-        result = evaluate(reference, fake, metrics="fid,kid,prdc,fid_inf,noise_floor", weights=weights,
-                          bootstrap=20, progress=False)
+        last = step == STEPS[-1]  # the per-sample views (which need the reference's images) for the last one
+        result = evaluate(real if last else reference, fake, metrics="fid,kid,prdc,fid_inf,noise_floor",
+                          weights=weights, bootstrap=20, progress=False, keep_examples=8 if last else None)
         append_log(str(log), {**result.to_dict(), "step": step})   # what a training loop's logger would add
         print(f"step {step}: FID {result['fid']:.3f}", file=sys.stderr)
     page = out / "report.html"
