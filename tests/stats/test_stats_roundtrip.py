@@ -73,7 +73,8 @@ def _fd_numpy(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _only_fd(result) -> float:
-    fds = {k: v for k, v in result.values.items() if k in ("fid", "fvd") or k.startswith("fd_")}
+    fds = {k: v for k, v in result.values.items() if (k in ("fid", "fvd") or k.startswith("fd_"))
+           and not k.endswith(("_mean_term", "_cov_term"))}
     assert len(fds) == 1, fds
     return next(iter(fds.values()))
 
