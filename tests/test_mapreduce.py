@@ -219,3 +219,29 @@ def test_a_damaged_partial_is_refused(shards, tmp_path):
     stats_file = fidkit.Reference(parts[5].to_reference().stats).save(tmp_path / "ref.npz")
     with pytest.raises(BadInputError, match="ref.npz: not a fidkit partial"):
         merge([parts[0], str(stats_file)])
+
+
+def test_url_shards_give_the_partials_of_the_same_images_on_disk(tmp_path):
+    """Shards served over HTTP (WebDataset tars, read by URL through fsspec) make the same partials as the same
+    images in local folders, each recording the URL and the server's content identity; the merge equals one pass."""
+    pytest.importorskip("fsspec")
+    from fidkit.data.shards import fingerprint as shard_fingerprint
+    from shard_servers import http_server, png, webdataset_tar
+    tiny_extractor()
+    images = smooth_images(9, 20, seed=8)
+    with http_server() as (base, files):
+        urls, folders = [], []
+        for s, (lo, hi) in enumerate(((0, 4), (4, 9))):
+            files.files[f"/shard-{s}.tar"] = webdataset_tar([(f"{i:04d}", {"png": png(images[i])})
+                                                             for i in range(lo, hi)])
+            urls.append(f"{base}/shard-{s}.tar")
+            folders.append(write_folder(tmp_path / f"shard-{s}", images[lo:hi]))
+        remote = [partial(u, **OPTS) for u in urls]
+        assert [p.shards[0].shard for p in remote] == urls
+        assert [p.shards[0].fingerprint for p in remote] == [shard_fingerprint(u) for u in urls]
+    local = [partial(str(f), **OPTS) for f in folders]
+    for r, loc in zip(remote, local):
+        assert r.n == loc.n and np.array_equal(r.features[SPACE], loc.features[SPACE])
+    merged, one = merge(remote), fidkit.compute_reference(images, **OPTS)
+    _close(merged.stats[SPACE].cov, one.stats[SPACE].cov)
+    assert np.array_equal(merged.features[SPACE], one.features[SPACE])
