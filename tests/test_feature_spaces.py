@@ -129,8 +129,8 @@ class _Tiny(torch.nn.Module):
 
 def test_a_user_module_is_an_extractor_with_its_own_identity(folders, tmp_path):
     a, b = folders
-    spec = fidkit.custom_extractor("tiny", _Tiny(0), dim=16, size=32)
-    r = fidkit.evaluate(a, b, metrics="fd", features="tiny", device="cpu")
+    spec = fidkit.custom_extractor("tiny16", _Tiny(0), dim=16, size=32)
+    r = fidkit.evaluate(a, b, metrics="fd", features="tiny16", device="cpu")
     net = _Tiny(0)
 
     def feats(folder):
@@ -138,12 +138,12 @@ def test_a_user_module_is_an_extractor_with_its_own_identity(folders, tmp_path):
                          for p in sorted(folder.glob("*.png"))])
         with torch.inference_mode():
             return net(spec.variant(None).prepare_batch(x)).double().numpy()
-    assert r["fd_tiny"] == pytest.approx(_fd_definition(feats(a), feats(b)), rel=1e-6)
-    assert r.spaces["tiny/embedding"].extractor == "custom:tiny"
-    fidkit.compute_stats(a, extractor="tiny", device="cpu").save(tmp_path / "tiny.npz")
-    fidkit.custom_extractor("tiny", _Tiny(1), dim=16, size=32)  # same name, other weights
+    assert r["fd_tiny16"] == pytest.approx(_fd_definition(feats(a), feats(b)), rel=1e-6)
+    assert r.spaces["tiny16/embedding"].extractor == "custom:tiny16"
+    fidkit.compute_stats(a, extractor="tiny16", device="cpu").save(tmp_path / "tiny16.npz")
+    fidkit.custom_extractor("tiny16", _Tiny(1), dim=16, size=32)  # same name, other weights
     with pytest.raises(IncomparableStatsError, match="network weights"):
-        fidkit.evaluate(tmp_path / "tiny.npz", b, metrics="fd", features="tiny", device="cpu")
+        fidkit.evaluate(tmp_path / "tiny16.npz", b, metrics="fd", features="tiny16", device="cpu")
 
 
 @pytest.mark.slow

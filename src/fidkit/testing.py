@@ -144,14 +144,23 @@ def tiny_extractor(name: str = "tiny", *, dim: int = 8, size: int = 16, seed: in
     for tests and benchmarks of the data path (shards, engines), where Inception's cost would hide it.  The same
     arguments give the same weights, hence comparable statistics, in every process that calls it."""
     from fidkit.extractors import custom_extractor, get_spec
-    try:
-        return get_spec(name)
-    except BadInputError:  # not registered yet in this process
-        pass
+    made = _TINY.get(name)
+    if made is not None and made[0] == (dim, size, seed):
+        try:
+            if get_spec(name) is made[1]:  # still ours: not replaced by another network of that name since
+                return made[1]
+        except BadInputError:
+            pass
     g = torch.Generator().manual_seed(seed)
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=2), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(2),
                               torch.nn.Flatten(), torch.nn.Linear(32, dim))
     with torch.no_grad():
         for p in net.parameters():
             p.copy_(torch.randn(p.shape, generator=g) * 0.5)
-    return custom_extractor(name, net.eval(), dim=dim, size=size)
+    spec = custom_extractor(name, net.eval(), dim=dim, size=size)
+    _TINY[name] = ((dim, size, seed), spec)
+    return spec
+
+
+#: The networks tiny_extractor registered in this process: name -> ((dim, size, seed), spec)
+_TINY: dict[str, tuple] = {}
