@@ -8,6 +8,7 @@ named as deviations.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import types
 
@@ -375,3 +376,41 @@ def test_the_registry_entries_find_their_cards(monkeypatch):
         found = {c.name for c in reference_cards([entry.name])[1]}
         if "clean-fid" in entry.publisher.lower() and entry.preprocessing != "clean":
             assert "clean-fid" not in found, entry.name
+
+
+def _scipy_fd(x: np.ndarray, y: np.ndarray, ddof: int) -> float:
+    """The Fréchet distance of two feature sets with covariances divided by N - ddof, through scipy's sqrtm."""
+    from scipy import linalg
+    ca, cb = np.cov(x, rowvar=False, ddof=ddof), np.cov(y, rowvar=False, ddof=ddof)
+    root = linalg.sqrtm(ca @ cb).real
+    d = x.mean(0) - y.mean(0)
+    return float(d @ d + np.trace(ca) + np.trace(cb) - 2 * np.trace(root))
+
+
+def test_fd_divided_by_n_is_the_biased_covariance_fd_and_meets_the_stylegan_v_card():
+    """fd_ddof=0 gives the FD of covariances divided by N (StyleGAN-V's and cd-FVD's FVD); the stylegan-v card
+    sets it, so its verdict no longer names the normaliser, and an explicit fd_ddof=1 is named."""
+    spec = get_spec("i3d")
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(30, 6)), rng.normal(size=(25, 6)) * 1.3 + 0.2
+
+    def stats(f, source):
+        p = dataclasses.replace(spec.provenance(spec.weights.sha256, "logits", "tf", source=source),
+                                clip="16 frames, stride 1, from frame 0")
+        return Reference({"i3d/logits": FeatureStats.from_moments(f.mean(0), np.cov(f, rowvar=False), n=len(f),
+                                                                  provenance=p)}, {}, source)
+
+    plain = fidkit.evaluate(stats(x, "real"), stats(y, "fake"), metrics="fvd")
+    biased = fidkit.evaluate(stats(x, "real"), stats(y, "fake"), metrics="fvd", fd_ddof=0)
+    assert plain["fvd"] == pytest.approx(_scipy_fd(x, y, 1), rel=1e-9)
+    assert biased["fvd"] == pytest.approx(_scipy_fd(x, y, 0), rel=1e-9)
+    assert biased["fvd_mean_term"] + biased["fvd_cov_term"] == pytest.approx(biased["fvd"], rel=1e-12)
+    card = fidkit.evaluate(stats(x, "real"), stats(y, "fake"), protocol="stylegan-v")
+    assert card["fvd"] == biased["fvd"] and card.options["fd_ddof"] == 0
+    assert not any(d.startswith("normaliser") for d in card.verdict.deviations), card.verdict.deviations
+    named = fidkit.evaluate(stats(x, "real"), stats(y, "fake"), protocol="stylegan-v", fd_ddof=1)
+    assert any(d.startswith("normaliser: covariances divided by N - 1") for d in named.verdict.deviations)
+    kept = stats(y, "fake")
+    kept.features["i3d/logits"] = y.astype(np.float32)   # what a bootstrap resamples
+    with pytest.raises(BadInputError, match="bootstrap"):
+        fidkit.evaluate(stats(x, "real"), kept, metrics="fvd", fd_ddof=0, bootstrap=10)

@@ -174,7 +174,8 @@ class Session:
         (a registry name for published statistics) and its description."""
         names = [p.source for p in [*(s.provenance for s in real.stats.values()), *real.provenance.values()]
                  if p is not None]
+        options = self.options.to_dict([t.metric for t in self.plan.tasks])
         return verdict(self.request.protocol, n_generated=fake.n, n_reference=real.n, spaces=spaces,
-                       tasks=[(t.metric.name, t.extractor.name) for t in self.plan.tasks],
-                       options=self.options.to_dict([t.metric for t in self.plan.tasks]),
+                       tasks=[(t.metric.name, t.extractor.name) for t in self.plan.tasks], options=options,
+                       normaliser="n" if options.get("fd_ddof") == 0 else "n-1",
                        reference=[*dict.fromkeys(names), real.description], jpeg_samples=fake.tags.get("jpeg", 0))

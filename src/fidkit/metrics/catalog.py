@@ -22,7 +22,7 @@ import numpy as np
 from fidkit.errors import BadInputError
 from fidkit.metrics.bootstrap import bootstrap_interval, fid_bootstrap, fid_noise_floor
 from fidkit.metrics.cmmd import cmmd
-from fidkit.metrics.frechet import frechet_terms_of_stats
+from fidkit.metrics.frechet import frechet_terms_from_moments, frechet_terms_of_stats
 from fidkit.metrics.inception_score import inception_score
 from fidkit.metrics.infinity import fid_infinity, is_infinity
 from fidkit.metrics.kid import kernel_inception_distance
@@ -198,8 +198,10 @@ class MetricSpec:
 
 
 def _fd(x: Inputs) -> dict[str, Any]:
-    out = _frechet("fd", x)
     o = x.options
+    if o.fd_ddof == 0:
+        return _frechet_biased("fd", x)
+    out = _frechet("fd", x)
     if o.bootstrap:
         ci = fid_bootstrap(x.fake_features, x.real_stats, resamples=o.bootstrap, confidence=o.confidence,
                            seed=o.seed)
@@ -263,6 +265,23 @@ def _frechet(key: str, x: Inputs) -> dict[str, Any]:
     return {key: t.value, f"{key}_mean_term": t.mean, f"{key}_cov_term": t.cov}
 
 
+def _frechet_biased(key: str, x: Inputs) -> dict[str, Any]:
+    """The Fréchet distance of covariances divided by N instead of N - 1 (``fd_ddof=0``: StyleGAN-V's and
+    cd-FVD's FVD), from the same statistics scaled exactly by (N - 1) / N; both counts must be known."""
+    if x.options.bootstrap:
+        raise BadInputError("fd_ddof=0 (covariances divided by N) has no bootstrap interval in fidkit; leave "
+                            "--bootstrap out, or use fd_ddof=1")
+    scaled = []
+    for side, st in (("reference", x.real_stats), ("generated", x.fake_stats)):
+        if st.n is None:
+            raise BadInputError(f"fd_ddof=0 needs the sample count of both sides; the {side} statistics "
+                                f"({st.provenance.source or 'given'}) do not record theirs")
+        scaled.append((st.mean, st.cov * ((st.n - 1) / st.n), st.n))
+    (ma, ca, na), (mb, cb, nb) = scaled
+    t = frechet_terms_from_moments(ma, ca, mb, cb, n_a=na, n_b=nb)
+    return {key: t.value, f"{key}_mean_term": t.mean, f"{key}_cov_term": t.cov}
+
+
 def _cmmd(x: Inputs) -> dict[str, Any]:
     return {"cmmd": cmmd(x.real_features, x.fake_features)}
 
@@ -309,7 +328,10 @@ def register_metric(spec: MetricSpec, *, replace: bool = False) -> MetricSpec:
 for _m in (
     MetricSpec("fd", "Fréchet distance between Gaussian fits of the embeddings (FID in the Inception space)",
                "embedding", STREAM, STREAM, _fd, inception_name="fid", fake_keep_for_bootstrap=True,
-               labels={"fd": "FD"}, inception_label="FID"),
+               labels={"fd": "FD"}, inception_label="FID",
+               options=(Option("fd_ddof", int, 1, "covariance divisor N - ddof: 1 (fidkit, pytorch-fid, clean-fid, "
+                               "ADM, torch-fidelity, EDM2) or 0 (StyleGAN-V's and cd-FVD's FVD divide by N)",
+                               low=0, high=1),)),
     MetricSpec("kd", "kernel distance: unbiased MMD² with a cubic polynomial kernel (KID in the Inception space)",
                "embedding", KEEP, KEEP, _kd, inception_name="kid", labels={"kd": "KD"}, inception_label="KID",
                options=(Option("kid_subsets", int, 100, "random subsets KD/KID averages over", low=1),

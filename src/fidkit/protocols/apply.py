@@ -52,6 +52,8 @@ def apply_card(card: Protocol, *, metrics, features, preprocessing, options_give
         preprocessing = {n.extractor: n.preprocessing or n.nearest for n in card.networks
                          if (n.preprocessing or n.nearest)}
     options = {k: v for k, v in card.option_values.items() if k not in options_given}
+    if card.normaliser == "n" and "fd_ddof" not in options_given:  # StyleGAN-V's and cd-FVD's covariances / N
+        options["fd_ddof"] = 0
     return Applied(metrics, features, preprocessing, options, card.clip_values, tuple(notes))
 
 
