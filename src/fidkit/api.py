@@ -214,20 +214,27 @@ def compute_reference(source: SourceLike, *, keep_features: bool = False, spatia
                         **extraction)
 
 
-def reference_of(session: Session, src, *, features: bool, spatial: bool, checkpoint=None) -> Reference:
-    """The :class:`Reference` of one opened source under a resolved request: each network's embedding
-    statistics (spatial ones with ``spatial``), per-sample embeddings with ``features``."""
+def reference_needs(session: Session, *, keep_features: bool, spatial: bool) -> SideNeeds:
+    """What a reference needs from images: each network's embedding streamed (and kept with ``keep_features``),
+    Inception's spatial taps streamed with ``spatial``, CLIP's normalised embedding kept with ``keep_features``."""
     needs = SideNeeds()
     for name in session.plan.extractors:
         for tap in get_spec(name).taps:
             if tap.role == "embedding":
                 needs.add("stream", name, tap.name)
-                if features:
+                if keep_features:
                     needs.add("keep", name, tap.name)
-            elif tap.role == "spatial" and spatial and isinstance(src, ImageSource):
+            elif tap.role == "spatial" and spatial:
                 needs.add("stream", name, tap.name)
-            elif tap.role == "embedding_l2" and features:
+            elif tap.role == "embedding_l2" and keep_features:
                 needs.add("keep", name, tap.name)
+    return needs
+
+
+def reference_of(session: Session, src, *, features: bool, spatial: bool, checkpoint=None) -> Reference:
+    """The :class:`Reference` of one opened source under a resolved request: each network's embedding
+    statistics (spatial ones with ``spatial``), per-sample embeddings with ``features``."""
+    needs = reference_needs(session, keep_features=features, spatial=spatial and isinstance(src, ImageSource))
     notes: list[str] = []
     side = session.side(src, "SOURCE", needs, dict(session.request.run.extraction(), checkpoint=checkpoint), notes)
     emit(notes)

@@ -27,12 +27,13 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 import torch
 
+from fidkit.api import reference_needs
 from fidkit._io import atomic_write, write_target
 from fidkit._version import __version__
 from fidkit.data.pixels import to_uint8_nchw
 from fidkit.data.sources import ImageSource
 from fidkit.engine.extract import new_side_state, run_branches
-from fidkit.engine.plan import SideNeeds, parse_features
+from fidkit.engine.plan import parse_features
 from fidkit.engine.progress import path_stamp
 from fidkit.engine.state import moments_contradict_count
 from fidkit.errors import BadInputError, IncomparableStatsError
@@ -201,23 +202,6 @@ def fingerprint(source: str) -> str:
     return shards.fingerprint(str(source))
 
 
-def _needs(session: Session, keep_features: bool, spatial: bool) -> SideNeeds:
-    """What a reference needs from images: each network's embedding streamed (and kept with ``keep_features``),
-    Inception's spatial taps streamed with ``spatial``, CLIP's normalised embedding kept with ``keep_features``."""
-    needs = SideNeeds()
-    for name in session.plan.extractors:
-        for tap in get_spec(name).taps:
-            if tap.role == "embedding":
-                needs.add("stream", name, tap.name)
-                if keep_features:
-                    needs.add("keep", name, tap.name)
-            elif tap.role == "spatial" and spatial:
-                needs.add("stream", name, tap.name)
-            elif tap.role == "embedding_l2" and keep_features:
-                needs.add("keep", name, tap.name)
-    return needs
-
-
 def _session(source, features, preprocessing, weights, run: RunOptions, protocol: str | None = None) -> Session:
     specs = parse_features(features)
     if specs is None and protocol is None:
@@ -232,7 +216,8 @@ def planned_identity(source: str, *, features=None, keep_features: bool = False,
     """The :meth:`Partial.identity` that :func:`partial` would give ``source`` (no network runs): what an
     idempotent rerun compares with the partial already written."""
     session = _session(source, features, preprocessing, weights, run or RunOptions())
-    needs = _needs(session, keep_features, spatial and isinstance(session.request.sources[0], ImageSource))
+    needs = reference_needs(session, keep_features=keep_features,
+                            spatial=spatial and isinstance(session.request.sources[0], ImageSource))
     stream, keep = needs.spaces("stream"), needs.spaces("keep")
     prov = {s: session.request.provenance(s) for s in stream | keep}
     return Partial([], {s: FeatureStats.empty(1, prov[s]) for s in stream}, {s: np.zeros((0, 1)) for s in keep},
@@ -259,7 +244,7 @@ def partial(source: str | os.PathLike, *, features: str | Iterable[str] | None =
     if not isinstance(src, ImageSource):
         raise BadInputError(f"shard {name}: partial statistics are computed from images (a folder or archive), "
                             f"not from {src.description}")
-    needs = _needs(session, keep_features, spatial)
+    needs = reference_needs(session, keep_features=keep_features, spatial=spatial)
     try:
         side = session.side(src, "SHARD", needs, run.extraction(), [])
     except BadInputError as e:
@@ -284,7 +269,7 @@ class PartialBuilder:
         run = RunOptions(device=device, batch_size=batch_size, value_range=value_range)
         self._session = _session(None, features, preprocessing_argument(preprocessing, None, "PartialBuilder"),
                                  weights, run)
-        needs = _needs(self._session, keep_features, spatial)
+        needs = reference_needs(self._session, keep_features=keep_features, spatial=spatial)
         self._branches = self._session.branches(needs)
         self._stream, self._keep = needs.spaces("stream"), needs.spaces("keep")
         self.batch_size, self.value_range = batch_size, value_range
