@@ -13,6 +13,7 @@ from typing import Any, BinaryIO, Callable, Iterator
 from fidkit.errors import BadInputError, FidkitError
 from fidkit.data.images import decode_image
 from fidkit.data.files import _with_suffix_tag
+from fidkit.data.shards import open_stream
 from fidkit.data.source import Loader, printable
 
 #: Columns whose values are kept as a row's metadata when present (small: labels and captions).
@@ -98,12 +99,7 @@ def table_rows(url: str, stream: Callable[[], BinaryIO], kind: str, *, column: s
         extra = [c for c in METADATA_COLUMNS if c in schema.names and c != chosen[0]] if metadata else []
         return [chosen[0], *extra]
 
-    try:
-        f = stream()
-    except FidkitError:
-        raise
-    except Exception as e:  # noqa: BLE001  (every transport has its own errors: name the shard, whatever it was)
-        raise BadInputError(f"{where}: cannot open ({type(e).__name__}: {e})") from None
+    f = open_stream(stream, where)
     try:
         with f:
             for batch in _batches(where, f, kind, columns):

@@ -18,7 +18,7 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from fidkit.errors import BadInputError
+from fidkit.errors import BadInputError, FidkitError
 
 #: What makes a source string a URL: ``scheme://``, the scheme two letters or more (so ``C:\\`` stays a path).
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")
@@ -216,3 +216,14 @@ def _safe(url: str, storage_options: dict[str, Any] | None) -> str | BadInputErr
         return fingerprint(url, storage_options=storage_options)
     except BadInputError as e:
         return e
+
+
+def open_stream(stream, where: str):
+    """``stream()``, a shard's byte stream opened; a transport's own error (every fsspec backend has its own) is a
+    :class:`BadInputError` naming the shard ``where``."""
+    try:
+        return stream()
+    except FidkitError:
+        raise
+    except Exception as e:  # noqa: BLE001  (every transport has its own errors: name the shard, whatever it was)
+        raise BadInputError(f"{where}: cannot open ({type(e).__name__}: {e})") from None

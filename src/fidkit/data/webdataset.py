@@ -21,6 +21,7 @@ from fidkit.errors import BadInputError, FidkitError
 from fidkit.data.images import IMAGE_SUFFIXES, decode_image
 from fidkit.data.archives import MAX_MEMBER_BYTES, MAX_TAR_BUFFER_BYTES
 from fidkit.data.files import _with_suffix_tag
+from fidkit.data.shards import open_stream
 from fidkit.data.source import Loader, printable
 
 #: Extensions whose small content is kept as a sample's metadata (class label, caption) when cheap to read.
@@ -49,12 +50,7 @@ def tar_samples(url: str, stream: Callable[[], BinaryIO], *, image_key: str | No
     where = printable(url)
     last = "its first member"
     without_image: list[str] = []
-    try:
-        f = stream()
-    except FidkitError:
-        raise
-    except Exception as e:  # noqa: BLE001  (every transport has its own errors: name the shard, whatever it was)
-        raise BadInputError(f"{where}: cannot open ({type(e).__name__}: {e})") from None
+    f = open_stream(stream, where)
     tail = _Tail(f)
     try:
         with f, tarfile.open(fileobj=tail, mode="r|*") as t:
